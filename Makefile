@@ -10,7 +10,7 @@ STAMP := $(VENV)/.miniai-setup
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 DEMO_OUT ?= demo_out
 
-.PHONY: setup data test demo export clean-nbs readme
+.PHONY: setup data test demo demo-diffusion export clean-nbs readme
 
 setup: $(STAMP) data
 
@@ -36,7 +36,14 @@ test: setup
 	MINIAI_SCALE=ci $(PY) -m pytest -q tests
 
 demo: setup
-	$(BIN)/miniai demo --out $(DEMO_OUT)
+	$(BIN)/miniai classify --out $(DEMO_OUT)
+
+# The diffusion pipeline (train -> sample -> eval) at a CPU-sized default; see README for its status.
+DIFF_OUT ?= runs/demo
+demo-diffusion: setup
+	$(BIN)/miniai train --out $(DIFF_OUT) --preset tiny $(if $(wildcard $(DIFF_OUT)/checkpoint.pt),--resume,) --quiet
+	$(BIN)/miniai sample --ckpt $(DIFF_OUT) --n 256 --sampler dpmpp_2m --steps 20
+	$(BIN)/miniai eval --samples $(DIFF_OUT)/samples.pt
 
 # helpers for developers
 export: setup
