@@ -11,6 +11,7 @@ from torch import nn
 from diffusers import UNet2DModel
 
 from .learner import Callback, DeviceCB
+from .ddpm_v2 import init_ddpm
 
 # %% auto #0
 __all__ = ['precond', 'noisify_karras', 'denoise', 'KarrasCB', 'UNet', 'tiny_unet', 'sigmas_karras']
@@ -73,16 +74,13 @@ class UNet(UNet2DModel):
     def forward(self, x, c_noise): return super().forward(x, c_noise).sample
 
 def tiny_unet(nfs=(8, 16, 32), groups: int = 4, layers_per_block: int = 1, attn: bool = False, zero_init: bool = False) -> UNet:
-    "A 1-channel 32×32 `UNet` with widths `nfs`, attention in all but the first level if `attn`; zeroed last convs if `zero_init`."
+    "A 1-channel 32×32 `UNet` with widths `nfs`, attention in all but the first level if `attn`; `init_ddpm` (07_ddpm_v2) if `zero_init`."
     if any(nf % groups for nf in nfs): raise ValueError(f"tiny_unet: every width in nfs={nfs} must be divisible by groups={groups} (GroupNorm).")
     down = ('DownBlock2D',) + (('AttnDownBlock2D',) if attn else ('DownBlock2D',))*(len(nfs) - 1)
     up = (('AttnUpBlock2D',) if attn else ('UpBlock2D',))*(len(nfs) - 1) + ('UpBlock2D',)
     model = UNet(sample_size=32, in_channels=1, out_channels=1, block_out_channels=tuple(nfs), layers_per_block=layers_per_block,
                  down_block_types=down, up_block_types=up, norm_num_groups=groups, add_attention=attn)
-    if zero_init:
-        for name, p in model.named_parameters():
-            if name.endswith('conv2.weight') or name.startswith('conv_out.'): nn.init.zeros_(p)
-    return model
+    return init_ddpm(model) if zero_init else model
 
 # %% ../nbs/11_karras.ipynb #4cf81462
 def sigmas_karras(n: int, sigma_min: float = 0.01, sigma_max: float = 80., rho: float = 7.) -> torch.Tensor:
