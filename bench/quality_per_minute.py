@@ -6,13 +6,14 @@ on this machine, then draw `--n` samples each and are scored by FID/KID at the s
 - course (lesson 15): diffusers `UNet2DModel` with block_out_channels (32, 64, 128, 128) and diffusers' defaults
   (attention in the lower levels, 2 layers per level, 32 groups, default init), ε-prediction on the linear β schedule
   (1e-4..0.02, T=1000), Adam lr 4e-3 (default eps), OneCycle, bs 128; sampled with 1000-step ancestral DDPM.
-- miniai: the `tiny` preset of `miniai train` (no attention, 1 layer per level, DDPM init of 07_ddpm_v2), Karras
-  preconditioning (11_karras), Adam lr 1e-2 eps 1e-5, OneCycle, bs 128; sampled with DPM-Solver++(2M) at 20 steps.
+- miniai: the recipe `miniai train` uses by default on a CPU: the `micro` preset (widths 16/32/64, no attention, 1 layer
+  per level, DDPM init of 07_ddpm_v2), Karras preconditioning (11_karras), Adam lr 5e-3 eps 1e-5, OneCycle, bs 64;
+  sampled with DPM-Solver++(2M) at 20 steps.
 
 The OneCycle schedule needs its length up front: a few timed batches estimate how many fit in the budget, and a guard
 stops training at the budget in any case (the result records the steps and seconds actually used).
 
-  python bench/quality_per_minute.py --minutes 10 --n 256     # the figure in the README
+  python bench/quality_per_minute.py --minutes 10 --n 128     # the figure in the README (~65 min on the 2-core CPU)
   python bench/quality_per_minute.py --minutes 1 --n 32       # a smoke run
 Writes bench/results/quality_per_minute_<device>.json and a PNG with both recipes' samples.
 """
@@ -37,7 +38,7 @@ from miniai.cli import PRESETS, build_model, diffusion_data, objective_cb, gener
 RECIPES = {
     'course': dict(cfg=dict(objective='ddpm', preset='course', schedule='linear', n_steps=1000), zero_init=False, lr=4e-3, eps=1e-8,
                    bs=128, sampler='ddpm', steps=1000),
-    'miniai': dict(cfg=dict(objective='karras', preset='tiny'), zero_init=True, lr=1e-2, eps=1e-5, bs=128, sampler='dpmpp_2m', steps=20),
+    'miniai': dict(cfg=dict(objective='karras', preset='micro'), zero_init=True, lr=5e-3, eps=1e-5, bs=64, sampler='dpmpp_2m', steps=20),
 }
 
 
