@@ -49,8 +49,20 @@ class ResNet(nn.Sequential):
         layers += [ResBlock(nfs[i], nfs[i+1], act=act, norm=norm, stride=2) for i in range(len(nfs)-1)]
         super().__init__(*layers, nn.Flatten(), nn.Linear(nfs[-1], n_out, bias=False), nn.BatchNorm1d(n_out))
         self.apply(partial(init_weights, leaky=0.1))
+        self.n_in, self.n_levels, self.max_size = n_in, len(nfs), 2**(len(nfs) - 1)
+    def _check(self, x):
+        # the linear head takes one nfs[-1]-vector per image: the stride-2 blocks must bring the image down to 1x1
+        if x.ndim != 4 or x.shape[1] != self.n_in:
+            raise ValueError(f"ResNet: expected images of shape (batch, {self.n_in}, height, width), got {tuple(x.shape)}.")
+        if max(x.shape[-2:]) > self.max_size:
+            raise ValueError(f"ResNet: {self.n_levels - 1} stride-2 blocks (len(nfs)={self.n_levels}) bring images of at most {self.max_size}x{self.max_size} "
+                             f"down to 1x1, got {x.shape[-2]}x{x.shape[-1]}: give nfs at least {(max(x.shape[-2:]) - 1).bit_length() + 1} widths.")
+    def forward(self, x):
+        self._check(x)
+        return super().forward(x)
     def penultimate(self, x):
         "The flattened features before the final linear layer, shape (bs, nfs[-1])."
+        self._check(x)
         for l in list(self)[:-2]: x = l(x)
         return x
 
