@@ -13,11 +13,12 @@ import torch
 from .core import cache_dir, scale as current_scale
 from .datasets import SCALINGS, fashion_mnist_tensors
 from .learner import atomic_save, safe_load
+from .checkpoint import CheckpointCB
 from .resnet import ResNet, train_classifier
 
 # %% auto #0
 __all__ = ['FEATURE_NET_RECIPES', 'NET_PREFIX', 'feat_stats', 'sqrtm_psd', 'fid_from_stats', 'fid_from_feats', 'kid_from_feats',
-           'feature_net_config', 'config_key', 'state_hash', 'find_feature_net', 'load_feature_net',
+           'feature_net_config', 'config_key', 'state_hash', 'find_feature_net', 'load_feature_net', 'partial_path',
            'build_feature_net', 'feature_net', 'fid_reference', 'check_range', 'ImageEval', 'real_baselines']
 
 # %% ../nbs/09_fid.ipynb #18c07ca7
@@ -138,20 +139,30 @@ def load_feature_net(path) -> ResNet:
     model.feature_hash, model.feature_meta = meta['hash'], meta
     return model
 
-def build_feature_net(cfg: dict, folder=None, progress: bool = False) -> Path:
-    "Train the feature net with recipe `cfg` (seeded) and store its state dict and JSON sidecar; returns the weights path."
+def partial_path(cfg: dict, folder=None) -> Path:
+    "Where `build_feature_net` keeps its per-epoch checkpoint for recipe `cfg` while it trains."
+    return (cache_dir('fid') if folder is None else Path(folder))/f'{NET_PREFIX}-{config_key(cfg)}.partial.pt'
+
+def build_feature_net(cfg: dict, folder=None, progress: bool = False, extra_cbs=()) -> Path:
+    """Train the feature net with recipe `cfg` (seeded) and store its state dict and JSON sidecar; returns the weights path.
+    It checkpoints after every epoch (`CheckpointCB` of 13_checkpoint): a build that was killed continues from its last epoch."""
     folder = cache_dir('fid') if folder is None else Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    ck = partial_path(cfg, folder)
+    resumed = ck.exists()
     t0 = time.time()
-    learn, metrics = train_classifier(**{**cfg, 'nfs': tuple(cfg['nfs'])}, progress=progress)
+    learn, metrics = train_classifier(**{**cfg, 'nfs': tuple(cfg['nfs'])}, progress=progress,
+                                      extra_cbs=[CheckpointCB(ck, resume=resumed, extra={'config': cfg}), *extra_cbs])
     sd = {k: v.detach().cpu() for k, v in learn.model.state_dict().items()}
     h = state_hash(sd)
     path = folder/f'{NET_PREFIX}-{config_key(cfg)}-{h}.pt'
     atomic_save(sd, path)
     meta = dict(hash=h, weights=path.name, config=cfg, accuracy=metrics.history[-1]['accuracy'], features=cfg['nfs'][-1],
-                seconds=round(time.time() - t0, 1), device=str(next(learn.model.parameters()).device), cpu_threads=torch.get_num_threads(),
-                torch=torch.__version__, machine=platform.machine(), created=datetime.now(timezone.utc).isoformat(timespec='seconds'))
+                seconds=round(time.time() - t0, 1), resumed=resumed, device=str(next(learn.model.parameters()).device),
+                cpu_threads=torch.get_num_threads(), torch=torch.__version__, machine=platform.machine(),
+                created=datetime.now(timezone.utc).isoformat(timespec='seconds'))
     _write_json(path.with_suffix('.json'), meta)   # written last: a net without its sidecar is never found
+    ck.unlink(missing_ok=True)
     return path
 
 def feature_net(scale: str | None = None, retrain: bool = False, folder=None, progress: bool = False, **overrides) -> ResNet:
