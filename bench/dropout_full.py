@@ -23,22 +23,13 @@ import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 
 from miniai.core import set_seed, def_device
-from miniai.learner import Callback, DeviceCB, TrainLearner
+from miniai.learner import DeviceCB, TrainLearner
 from miniai.resnet import ResNet, train_classifier
 from miniai.checkpoint import CheckpointCB
 from miniai.dropout import resnet_dropout, mc_dropout_preds, auroc, entropy, reliability, plot_reliability
+from _common import WallTimeCB, write_json
 
 SHORT = ['top', 'trouser', 'pullover', 'dress', 'coat', 'sandal', 'shirt', 'sneaker', 'bag', 'boot']
-
-
-class WallTimeCB(Callback):
-    "Training + validation seconds summed over epochs; saved in the checkpoint, so a resumed run keeps counting."
-    order = 0
-    def __init__(self): self.seconds = 0.
-    def state_dict(self): return {'seconds': self.seconds}
-    def load_state_dict(self, sd): self.seconds = sd['seconds']
-    def before_epoch(self, learn): self.t0 = time.time()
-    def after_epoch(self, learn): self.seconds += time.time() - self.t0
 
 
 def train(name, make_model, a):
@@ -126,9 +117,6 @@ def main():
     if res.get('recipe') != recipe: res = {}            # results of another recipe are not merged
     res.update(recipe=recipe, device=str(def_device), gpu=torch.cuda.get_device_name() if def_device.type == 'cuda' else None,
                cpu_threads=torch.get_num_threads(), machine=platform.machine(), torch=torch.__version__, command=' '.join(['python', *sys.argv]))
-    def save():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix('.tmp'); tmp.write_text(json.dumps(res, indent=1)); tmp.replace(out)
     for net in a.nets:
         make = (lambda: resnet_dropout(nfs, p_stem=a.p, p_head=a.p)) if net == 'dropout' else (lambda: ResNet(nfs))
         learn, m, secs = train(net, make, a)
@@ -137,7 +125,7 @@ def main():
         if net == 'dropout':
             summary, d = mc_analysis(learn, a.n_pass)
             res.update(summary); plot(res, d, out.with_suffix('.png'))
-        save()
+        write_json(out, res)
     if 'accuracy_plain' in res and 'accuracy_dropout' in res:
         print(f"test accuracy without dropout {res['accuracy_plain']:.4f}, with dropout {res['accuracy_dropout']:.4f}")
     print(f'wrote {out}' + (f' and {out.with_suffix(".png")}' if 'dropout' in a.nets else ''))

@@ -1,0 +1,107 @@
+"""Full-scale training runs of 06_ddpm and 07_ddpm_v2: the noise-prediction MSE after 5 epochs that the course reports.
+
+Recipes (the notebooks' full scale; data: all 60,000 training images padded to 32x32 in [-1, 1], validated on the 10,000
+test images, each noisified at a random t of the linear schedule 1e-4..0.02, T = 1000):
+- `06`: diffusers `UNet2DModel` with widths (32, 64, 128, 128) and its defaults (attention in the lower levels, 32 groups),
+  trained through `DDPMCB`; Adam lr 4e-3 (PyTorch's eps), OneCycle, bs 128, 5 epochs (course, lesson 15: MSE 0.016).
+- `07`: miniai's `UNet` with widths (16, 32, 64, 128) and 8 groups, `init_ddpm`, noisified by `ddpm_collate`; Adam lr 5e-3
+  with eps 1e-5, OneCycle, bs 128, 5 epochs (course, lesson 17: 0.018).
+
+Checkpoints after every epoch under --run-dir; a later call continues from there (hours on a CPU can be spread over
+several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG) and the results as JSON.
+
+  .venv/bin/python bench/ddpm_full.py --recipe 07
+  .venv/bin/python bench/ddpm_full.py --recipe 07 --n-train 256 --n-valid 256 --epochs 1 --n-samples 4 --run-dir /tmp/dd --out /tmp/dd.json   # a smoke run
+"""
+import argparse, platform, sys
+from functools import partial
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import optim
+from torch.optim.lr_scheduler import OneCycleLR
+import matplotlib; matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+from diffusers import UNet2DModel
+
+from miniai.core import set_seed, def_device
+from miniai.datasets import fashion_mnist_tensors, DataLoaders
+from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, ProgressCB
+from miniai.checkpoint import CheckpointCB
+from miniai.ddpm import DDPMCB
+from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, ddpm_collate, ddpm_sample
+from _common import WallTimeCB, write_json
+
+RECIPES = {
+    '06': dict(widths=(32, 64, 128, 128), groups=32, lr=4e-3, adam_eps=1e-8, bs=128, epochs=5, init='diffusers default', course_mse=0.016),
+    '07': dict(widths=(16, 32, 64, 128), groups=8, lr=5e-3, adam_eps=1e-5, bs=128, epochs=5, init='init_ddpm', course_mse=0.018),
+}
+
+
+class EpsOf(torch.nn.Module):
+    "`model((x_t, t))` -> ε̂ for a plain diffusers UNet2DModel, as `ddpm_sample` expects."
+    def __init__(self, m): super().__init__(); self.m = m
+    def forward(self, xt_t): return self.m(*xt_t).sample
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--recipe', choices=list(RECIPES), required=True)
+    p.add_argument('--epochs', type=int, default=None, help="default: the recipe's 5")
+    p.add_argument('--n-train', type=int, default=None, help='training images (default: all 60,000)')
+    p.add_argument('--n-valid', type=int, default=None, help='validation images (default: all 10,000 test images)')
+    p.add_argument('--n-samples', type=int, default=16)
+    p.add_argument('--run-dir', default=None, help='default: runs/ddpm_full_<recipe>')
+    p.add_argument('--progress', action='store_true')
+    p.add_argument('--out', default=None, help='default: bench/results/ddpm_full_<recipe>.json')
+    a = p.parse_args()
+    r = dict(RECIPES[a.recipe]); r['epochs'] = a.epochs or r['epochs']
+    run_dir = Path(a.run_dir or f'runs/ddpm_full_{a.recipe}'); run_dir.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out or Path(__file__).parent/'results'/f'ddpm_full_{a.recipe}.json')
+
+    set_seed(42)
+    data = fashion_mnist_tensors(scaling='-11', pad=True, n_train=a.n_train, n_test=a.n_valid)
+    sched = linear_sched()
+    set_seed(1)
+    if a.recipe == '06':
+        model = UNet2DModel(in_channels=1, out_channels=1, block_out_channels=r['widths'], norm_num_groups=r['groups'])
+        dls = DataLoaders.from_tensors(data['train'], data['test'], bs=r['bs'])
+        objective = [DDPMCB()]
+    else:
+        model = init_ddpm(UNet(in_channels=1, out_channels=1, block_out_channels=r['widths'], norm_num_groups=r['groups']))
+        dls = DataLoaders.from_tensors(data['train'], data['test'], bs=r['bs'], collate_fn=ddpm_collate(sched.alphabar))
+        objective = [TrainCB()]
+    ck = run_dir/'checkpoint.pt'
+    print(f"recipe {a.recipe}: " + (f'continuing from {ck}' if ck.exists() else f'new run, checkpoints in {ck}'), flush=True)
+    metrics, timer = MetricsCB(), WallTimeCB()
+    oc = partial(OneCycleLR, max_lr=r['lr'], total_steps=r['epochs']*len(dls.train))
+    learn = Learner(model, dls, F.mse_loss, lr=r['lr'], opt_func=partial(optim.Adam, eps=r['adam_eps']),
+                    cbs=[DeviceCB(), *objective, metrics, timer, BatchSchedCB(oc), CheckpointCB(ck, resume=ck.exists())]
+                        + ([ProgressCB()] if a.progress else []))
+    learn.fit(r['epochs'])
+    valid = [h['loss'] for h in metrics.history if h['train'] == 'eval']
+    res = dict(recipe=a.recipe, **{**r, 'widths': list(r['widths'])}, n_train=len(data['train'][0]), n_valid=len(data['test'][0]),
+               valid_mse=valid[-1], valid_mse_per_epoch=valid, history=metrics.history, train_minutes=round(timer.seconds/60, 1),
+               params_m=round(sum(q.numel() for q in model.parameters())/1e6, 2), device=str(def_device),
+               gpu=torch.cuda.get_device_name() if def_device.type == 'cuda' else None, cpu_threads=torch.get_num_threads(),
+               machine=platform.machine(), torch=torch.__version__, command=' '.join(['python', *sys.argv]))
+    print(f"recipe {a.recipe}: validation MSE {valid[-1]:.4f} after {r['epochs']} epochs ({timer.seconds/60:.0f} min); course {r['course_mse']}", flush=True)
+    write_json(out, res)
+
+    model.eval()
+    eps_model = EpsOf(model) if a.recipe == '06' else model
+    g = torch.Generator().manual_seed(0)
+    x = ddpm_sample(eps_model, (a.n_samples, 1, 32, 32), *sched, generator=g, progress=a.progress).cpu()
+    res['samples_finite'] = bool(torch.isfinite(x).all())
+    write_json(out, res)
+    n = a.n_samples; cols = min(n, 8); rows = -(-n//cols)
+    fig, axs = plt.subplots(rows, cols, figsize=(cols*1.2, rows*1.2 + 0.4), squeeze=False)
+    for ax in axs.flat: ax.axis('off')
+    for ax, im in zip(axs.flat, x): ax.imshow(im[0], cmap='gray', vmin=-1, vmax=1)
+    fig.suptitle(f"{a.recipe}: {r['epochs']} epochs, valid MSE {valid[-1]:.4f}; 1000-step DDPM", fontsize=9)
+    fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=90)
+    print(f'wrote {out} and {out.with_suffix(".png")}')
+
+
+if __name__ == '__main__': main()
