@@ -99,13 +99,26 @@ def main():
         print(f"{name:7s} {rec['train_steps']} steps in {rec['train_seconds']:.0f}s, {r['sampler']} ({rec['nfe']} NFE) in {rec['sample_seconds']:.0f}s: "
               f"FID {rec['fid']:.2f} KID {rec['kid']:.4f} (N={a.n})", flush=True)
         rows.append(rec); grids[name] = s[:32]
+        write(a, rows, complete=len(rows) == len(a.recipes))  # after each recipe, so a crash keeps what was measured
+    plot(a, rows, grids)
+
+
+def write(a, rows, complete):
     res = dict(minutes=a.minutes, n=a.n, device=str(def_device), gpu=torch.cuda.get_device_name() if def_device.type == 'cuda' else None,
                cpu_threads=torch.get_num_threads(), machine=platform.machine(), torch=torch.__version__,
-               command=' '.join(['python', *sys.argv]), rows=rows)
+               command=' '.join(['python', *sys.argv]), complete=complete, rows=rows)
     if len(rows) == 2: res['fid_ratio_miniai_over_course'] = round(rows[1]['fid']/rows[0]['fid'], 3)
-    out = Path(a.out or Path(__file__).parent/'results'/f'quality_per_minute_{def_device.type}.json')
+    out = out_path(a)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
+    print(f"wrote {out}", flush=True)
+
+
+def out_path(a): return Path(a.out or Path(__file__).parent/'results'/f'quality_per_minute_{def_device.type}.json')
+
+
+def plot(a, rows, grids):
+    out = out_path(a)
     fig, axs = plt.subplots(1, len(grids), figsize=(5*len(grids), 3))
     for ax, (name, g) in zip(axs if len(grids) > 1 else [axs], grids.items()):
         k = min(32, len(g)); nc = min(8, k); nr = -(-k//nc)
@@ -115,6 +128,6 @@ def main():
         rr = next(o for o in rows if o['recipe'] == name)
         ax.set_title(f"{name}: {rr['train_seconds']/60:.1f} min, FID {rr['fid']:.1f} (N={a.n})", fontsize=9)
     fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=100)
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out.with_suffix('.png')}")
 
 if __name__ == '__main__': main()
