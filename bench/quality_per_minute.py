@@ -16,7 +16,7 @@ when the budget is spent. So each recipe trains for exactly the minutes given an
 fast its batches are. (The first run of this script sized a step-based OneCycle from a few timed batches instead; the
 estimate was off by up to 36%, and the course recipe used 441 of its 600 seconds.)
 
-  python bench/quality_per_minute.py --minutes 10 --n 128     # the figure in the README (~100 min on the 2-core CPU)
+  python bench/quality_per_minute.py --minutes 10 --n 128     # the figure in the README (48 min on the idle 2-core CPU)
   python bench/quality_per_minute.py --minutes 1 --n 32       # a smoke run
 Writes bench/results/quality_per_minute_<device>.json and a PNG with both recipes' samples.
 """
