@@ -147,18 +147,22 @@ def main():
     write_json(out, res)
     print(f"real training images       FID {res['real training images']['fid']:8.2f} (N={a.n}, feature net {res['real training images']['feature_net']})")
 
-    main3 = list(METHODS)[:3]
-    fig, axs = plt.subplots(1, 4, figsize=(16, 3.6), gridspec_kw=dict(width_ratios=[1, 1, 1, 1.3]))
-    for ax, name in zip(axs, main3):
+    fig = plt.figure(figsize=(13, 6.4))
+    gs = fig.add_gridspec(2, 3, height_ratios=[1, 0.9])
+    for j, name in enumerate(list(METHODS)[:3]):
+        ax = fig.add_subplot(gs[0, j])
         g = samples[name][:32].clamp(-1, 1)
-        grid = ((g + 1)/2).view(4, 8, 32, 32).permute(0, 2, 1, 3).reshape(4*32, 8*32) if len(g) == 32 else (g[0, 0] + 1)/2
-        ax.imshow(grid, cmap='gray', vmin=0, vmax=1); ax.axis('off')
-        ax.set_title(f"{name}: FID {res['methods'][name]['fid']:.1f}", fontsize=9)
+        k = len(g); nc = min(8, k); nr = -(-k//nc)
+        g = torch.cat([g, g.new_full((nr*nc - k, *g.shape[1:]), -1.)])
+        ax.imshow(((g + 1)/2).view(nr, nc, 32, 32).permute(0, 2, 1, 3).reshape(nr*32, nc*32), cmap='gray', vmin=0, vmax=1); ax.axis('off')
+        ax.set_title(f"{name}: FID {res['methods'][name]['fid']:.1f}", fontsize=10)
+    ax = fig.add_subplot(gs[1, :])
     names = list(res['methods'])
-    axs[3].barh(names, [res['methods'][k]['fid'] for k in names]); axs[3].invert_yaxis()
-    axs[3].axvline(res['real training images']['fid'], c='k', ls=':', label='real training images')
-    axs[3].set_xlabel(f"FID (N={a.n}, {a.steps} DDIM steps, feature net {res['real training images']['feature_net']})", fontsize=8)
-    axs[3].tick_params(labelsize=8); axs[3].legend(fontsize=8)
+    ax.barh(names, [res['methods'][k]['fid'] for k in names]); ax.invert_yaxis()
+    for i, k in enumerate(names): ax.text(res['methods'][k]['fid'], i, f" {res['methods'][k]['fid']:.1f}", va='center', fontsize=8)
+    ax.axvline(res['real training images']['fid'], c='k', ls=':', label=f"real training images ({res['real training images']['fid']:.1f})")
+    ax.set_xlabel(f"FID (N={a.n}, {a.steps} DDIM steps, feature net {res['real training images']['feature_net']}; lower is better)", fontsize=9)
+    ax.tick_params(labelsize=9); ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=90)
     print(f'wrote {out} and {out.with_suffix(".png")}')
 
