@@ -1,0 +1,51 @@
+"""The long-running bench scripts at toy sizes: each must run end to end, write sane JSON, and (where it saves stages)
+continue from what an earlier call left instead of starting again. The figures themselves come from full runs, not from here."""
+import json, math, subprocess, sys, time
+from pathlib import Path
+
+BENCH = Path(__file__).parents[1]/'bench'
+
+def run(script, *args, timeout=900):
+    t0 = time.time()
+    r = subprocess.run([sys.executable, str(BENCH/script), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f'{script} failed:\n{r.stderr[-3000:]}'
+    return r.stdout, time.time() - t0
+
+def test_quality_per_minute(tmp_path):
+    out = tmp_path/'q.json'
+    run('quality_per_minute.py', '--recipes', 'miniai', '--minutes', 0.05, '--n', 8, '--out', out)
+    d = json.loads(out.read_text())
+    assert d['complete'] and d['n'] == 8 and len(d['rows']) == 1
+    row = d['rows'][0]
+    assert row['train_steps'] >= 1 and 2.5 <= row['train_seconds'] < 30, row   # stops once the 3 s budget is spent
+    assert math.isfinite(row['fid']) and row['nfe'] == 20 and row['feature_net'], row
+    assert out.with_suffix('.png').stat().st_size > 1000
+
+def test_noise_pred_cpu_runs_and_resumes(tmp_path):
+    args = ['--n-train', 256, '--epochs', 1, '--reg-epochs', 1, '--n', 16, '--steps', 3, '--run-dir', tmp_path/'run', '--out', tmp_path/'np.json']
+    _, first = run('noise_pred_cpu.py', *args)
+    d = json.loads((tmp_path/'np.json').read_text())
+    assert len(d['methods']) == 6 and all(math.isfinite(m['fid']) and m['n'] == 16 for m in d['methods'].values()), d['methods']
+    assert set(d['models']) == {'t', 'not'} and -1 <= d['regressor']['spearman'] <= 1
+    saved = sorted(p.name for p in (tmp_path/'run').iterdir())
+    assert saved == sorted(['unet_t.pt', 'unet_not.pt', 'regressor.pt'] + [f'samples_{i}_16_3.pt' for i in range(6)]), saved
+    out, again = run('noise_pred_cpu.py', *args)          # everything is on disk: nothing is trained or sampled again
+    d2 = json.loads((tmp_path/'np.json').read_text())
+    assert {k: v['fid'] for k, v in d2['methods'].items()} == {k: v['fid'] for k, v in d['methods'].items()}
+    assert d2['models'] == d['models']
+
+def test_ddpm_full_smoke(tmp_path):
+    out = tmp_path/'dd.json'
+    run('ddpm_full.py', '--recipe', '07', '--n-train', 256, '--n-valid', 128, '--epochs', 1, '--n-samples', 2, '--run-dir', tmp_path/'dd', '--out', out)
+    d = json.loads(out.read_text())
+    assert d['recipe'] == '07' and len(d['valid_mse_per_epoch']) == 1 and 0 < d['valid_mse'] < 2, d['valid_mse_per_epoch']
+    assert d['samples_finite'] and (tmp_path/'dd'/'checkpoint.pt').exists()
+
+def test_dropout_full_smoke(tmp_path):
+    out = tmp_path/'do.json'
+    run('dropout_full.py', '--n-train', 512, '--nfs', 4, 8, 16, 32, 64, 128, '--epochs', 1, '--n-pass', 2, '--bs', 256,
+        '--run-dir', tmp_path/'do', '--out', out)
+    d = json.loads(out.read_text())
+    assert 0.1 < d['accuracy_dropout'] <= 1 and 0.1 < d['accuracy_plain'] <= 1, d
+    assert d['mc_passes'] == 2 and d['recipe']['nfs'] == [4, 8, 16, 32, 64, 128]
+    assert all(0 <= v <= 1 for v in d['auroc'].values()), d['auroc']
