@@ -17,7 +17,7 @@ attention, 25 epochs, 2,048 samples) needs a GPU. This script sits in between, s
 Every stage is saved under --run-dir (models, regressor, samples as tensors), so an interrupted run continues where it
 stopped and the samples can be scored again with another feature net (`--feature full` once that net is built).
 
-  .venv/bin/python bench/noise_pred_cpu.py                    # the figures in 10_noise_pred's prose (~1 h on the 2-core CPU)
+  .venv/bin/python bench/noise_pred_cpu.py                    # the figures in 10_noise_pred's prose (64 min on the idle 2-core CPU)
   .venv/bin/python bench/noise_pred_cpu.py --n-train 512 --epochs 1 --reg-epochs 1 --n 32 --steps 5 --run-dir /tmp/np --out /tmp/np.json   # smoke
 Writes bench/results/noise_pred_cpu.json and a PNG (samples of each method, FID bars).
 """
@@ -63,10 +63,14 @@ def fit(model, dls, cbs, epochs, lr, opt_func, progress):
     return [h['loss'] for h in metrics.history if h['train'] == 'eval'][-1], time.time() - t0
 
 
-def stage(path, make):
-    "Load the result of a finished stage from `path`, or run `make()` and save what it returns (a dict)."
-    if path.exists(): return torch.load(path, weights_only=True)
-    d = make(); tmp = path.with_suffix('.tmp'); torch.save(d, tmp); tmp.replace(path)
+def stage(path, make, cfg):
+    "Load the result of a finished stage from `path` if it was made with the settings `cfg`, or run `make()` and save what it returns (a dict)."
+    if path.exists():
+        d = torch.load(path, weights_only=True)
+        if d.get('cfg') != cfg:
+            sys.exit(f"{path} was made with {d.get('cfg')}, this call asks for {cfg}: give another --run-dir, or delete the file to redo that stage.")
+        return d
+    d = dict(make(), cfg=cfg); tmp = path.with_suffix('.tmp'); torch.save(d, tmp); tmp.replace(path)
     return d
 
 
@@ -99,7 +103,7 @@ def main():
             dls = DataLoaders.from_tensors(data['train'], data['test'], bs=64)
             loss, secs = fit(m, dls, [ContNoiseCB(), TrainCB(n_inp=2)], a.epochs, 5e-3, partial(optim.Adam, eps=1e-5), a.progress)
             return dict(state=m.state_dict(), valid_mse=loss, train_minutes=secs/60)
-        d = stage(run/f'unet_{key}.pt', train)
+        d = stage(run/f'unet_{key}.pt', train, dict(model=key, epochs=a.epochs, n_train=res['n_train']))
         m = tiny_unet(**PRESETS['micro'], zero_init=True)
         m = NoT(m) if key == 'not' else m
         m.load_state_dict(d['state']); models[key] = m.to(def_device).eval()
@@ -113,7 +117,7 @@ def main():
         dls = DataLoaders.from_tensors(data['train'], data['test'], bs=128)
         loss, secs = fit(r, dls, [NoiseLevelCB(), TrainCB()], a.reg_epochs, 1e-2, optim.AdamW, a.progress)
         return dict(state=r.state_dict(), valid_mse=loss, train_minutes=secs/60)
-    d = stage(run/'regressor.pt', train_reg)
+    d = stage(run/'regressor.pt', train_reg, dict(epochs=a.reg_epochs, n_train=res['n_train']))
     reg = noise_level_net(); reg.load_state_dict(d['state']); reg = reg.to(def_device).eval()
     set_seed(7)
     (xt, tv), _ = noisify_cont(data['test'][0])
@@ -138,7 +142,7 @@ def main():
                 f = (partial(ddim_no_t, models[key], reg) if how == 'pred' else partial(ddim_cont, models[key]))
                 xs.append(f(x, a.steps, eta=eta, progress=a.progress).cpu())
             return dict(x=torch.cat(xs), seconds=time.time() - t0)
-        d = stage(run/f'samples_{i}_{a.n}_{a.steps}.pt', draw)
+        d = stage(run/f'samples_{i}_{a.n}_{a.steps}.pt', draw, dict(method=name, n=a.n, steps=a.steps, epochs=a.epochs, reg_epochs=a.reg_epochs, n_train=res['n_train']))
         samples[name] = d['x']
         res['methods'][name] = dict(model=key, abar=how, eta=eta, sample_seconds=round(float(d['seconds']), 1), **ie.evaluate(d['x'].clamp(-1, 1)))
         print(f"{name:26s} FID {res['methods'][name]['fid']:8.2f}  KID {res['methods'][name]['kid']:.4f}", flush=True)

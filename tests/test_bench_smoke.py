@@ -33,6 +33,8 @@ def test_noise_pred_cpu_runs_and_resumes(tmp_path):
     d2 = json.loads((tmp_path/'np.json').read_text())
     assert {k: v['fid'] for k, v in d2['methods'].items()} == {k: v['fid'] for k, v in d['methods'].items()}
     assert d2['models'] == d['models']
+    r = subprocess.run([sys.executable, str(BENCH/'noise_pred_cpu.py'), *map(str, args), '--epochs', '2'], capture_output=True, text=True)
+    assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # other settings never reuse saved stages
 
 def test_ddpm_full_smoke(tmp_path):
     out = tmp_path/'dd.json'
