@@ -8,11 +8,11 @@ from miniai.learner import Callback
 class WallTimeCB(Callback):
     "Training + validation seconds summed over epochs; saved in the checkpoint (it has a state dict), so a resumed run keeps counting."
     order = 0
-    def __init__(self): self.seconds = 0.
-    def state_dict(self): return {'seconds': self.seconds}
+    def __init__(self): self.seconds, self.t0 = 0., None
+    def state_dict(self): return {'seconds': self.seconds + (0. if self.t0 is None else time.time() - self.t0)}  # mid-epoch: the epoch so far too
     def load_state_dict(self, sd): self.seconds = sd['seconds']
     def before_epoch(self, learn): self.t0 = time.time()
-    def after_epoch(self, learn): self.seconds += time.time() - self.t0
+    def after_epoch(self, learn): self.seconds, self.t0 = self.seconds + time.time() - self.t0, None
 
 
 def write_json(path, obj):

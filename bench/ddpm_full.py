@@ -7,7 +7,7 @@ test images, each noisified at a random t of the linear schedule 1e-4..0.02, T =
 - `07`: miniai's `UNet` with widths (16, 32, 64, 128) and 8 groups, `init_ddpm`, noisified by `ddpm_collate`; Adam lr 5e-3
   with eps 1e-5, OneCycle, bs 128, 5 epochs (course, lesson 17: 0.018).
 
-Checkpoints after every epoch under --run-dir; a later call continues from there (hours on a CPU can be spread over
+Checkpoints after every epoch and every 10 minutes under --run-dir; a later call continues from there (hours on a CPU can be spread over
 several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG) and the results as JSON.
 
   .venv/bin/python bench/ddpm_full.py --recipe 07
@@ -77,7 +77,7 @@ def main():
     metrics, timer = MetricsCB(), WallTimeCB()
     oc = partial(OneCycleLR, max_lr=r['lr'], total_steps=r['epochs']*len(dls.train))
     learn = Learner(model, dls, F.mse_loss, lr=r['lr'], opt_func=partial(optim.Adam, eps=r['adam_eps']),
-                    cbs=[DeviceCB(), *objective, metrics, timer, BatchSchedCB(oc), CheckpointCB(ck, resume=ck.exists())]
+                    cbs=[DeviceCB(), *objective, metrics, timer, BatchSchedCB(oc), CheckpointCB(ck, resume=ck.exists(), every_minutes=10)]
                         + ([ProgressCB()] if a.progress else []))
     learn.fit(r['epochs'])
     valid = [h['loss'] for h in metrics.history if h['train'] == 'eval']

@@ -154,7 +154,7 @@ class AccelerateCB(TrainCB):
             for o in learn.cbs:
                 if isinstance(o, self.main_only): _silence(o)
                 if isinstance(o, MetricsCB): o._log = lambda d: None       # keep the history, print nothing
-                if isinstance(o, CheckpointCB): o.save = lambda learn: None  # resume from the file, never write it
+                if isinstance(o, CheckpointCB): o.save = lambda learn, **kw: None  # resume from the file, never write it
         self.orig_dls, learn.dls = learn.dls, copy(learn.dls)
         self.model, learn.opt, learn.dls.train, learn.dls.valid = self.acc.prepare(learn.model, learn.opt, learn.dls.train, learn.dls.valid)
         learn.scaler, self.n_skipped = self.acc.scaler, 0

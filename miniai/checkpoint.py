@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_checkpoint.ipynb #c439cc2d
 from __future__ import annotations
-import math, random
+import math, random, time
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +35,16 @@ def set_rng_state(d: dict):
 
 # %% ../nbs/13_checkpoint.ipynb #c7cdbb7b
 class CheckpointCB(Callback):
-    "Save model, optimiser, callback states, counters and RNG states to `path` after each epoch; `resume=True` continues from it."
+    "Save model, optimiser, callback states, counters and RNG states to `path` after each epoch (and, if asked, between batches); `resume=True` continues from it."
     order = 0.5
-    def __init__(self, path, resume: bool = False, every: int = 1, extra: dict | None = None):
+    def __init__(self, path, resume: bool = False, every: int = 1, extra: dict | None = None,
+                 every_batches: int | None = None, every_minutes: float | None = None):
         if every < 1: raise ValueError(f"CheckpointCB: every={every}; save at least every 1 epoch.")
+        if every_batches is not None and every_batches < 1: raise ValueError(f"CheckpointCB: every_batches={every_batches}; give a positive number of batches, or None.")
+        if every_minutes is not None and not every_minutes > 0: raise ValueError(f"CheckpointCB: every_minutes={every_minutes}; give a positive number of minutes, or None.")
         self.path, self.resume, self.every, self.extra = Path(path), resume, every, extra or {}
-        self.saved_epoch = None
+        self.every_batches, self.every_minutes = every_batches, every_minutes
+        self.saved_epoch, self.saved_at = None, None
 
     def _stateful(self, learn):
         d, seen = {}, {}
@@ -52,7 +56,7 @@ class CheckpointCB(Callback):
         return d
 
     def before_fit(self, learn):
-        learn.train_iter, self._pending = 0, None
+        learn.train_iter, self._pending, self._last_save = 0, None, time.monotonic()
         if not self.resume: return
         if not self.path.exists():
             raise FileNotFoundError(f"resume: no checkpoint at {self.path}; check the path, or start a new run without resume.")
@@ -63,25 +67,46 @@ class CheckpointCB(Callback):
         load_model_state(learn.model, ck['model'], source=str(self.path))
         if learn.opt is not None and ck.get('opt') is not None: learn.opt.load_state_dict(ck['opt'])
         learn.train_iter, self.saved_epoch, self._pending = ck['train_iter'], ck['epoch'], ck
-        learn.epochs = range(ck['epoch'] + 1, learn.n_epochs)
+        mid = ck.get('mid')
+        self.saved_at = f"epoch {ck['epoch']}" + (f", after batch {mid['iter'] - 1}" if mid else "")
+        learn.epochs = range(ck['epoch'] + (0 if mid else 1), learn.n_epochs)  # a mid-epoch checkpoint redoes the rest of its epoch
         if not learn.epochs:  # the run had finished: restore what it recorded (metrics, recorders), train nothing
-            self.before_epoch(learn)
+            self._restore(learn)
             raise CancelFitException()
 
-    def before_epoch(self, learn):
-        # Callback states and RNGs are restored here, not in before_fit: by now every callback has built what it restores into
-        # (a scheduler, a GradScaler), and nothing has drawn a random number yet (the DataLoader's order is drawn when it is iterated).
-        if self._pending is None: return
+    def _restore_gens(self, learn, states):
+        gens = self._dl_generators(learn)
+        for nm, st in states.items():
+            if nm not in gens: raise ValueError(f"resume: {self.path} saved the random generator of the {nm} DataLoader, but this Learner's {nm} DataLoader has none; "
+                                                "resume with DataLoaders built like the run's (same `generator=`).")
+            gens[nm].set_state(st)
+
+    def _restore(self, learn) -> dict | None:
+        "Load the pending checkpoint's callback states and generators; return its `mid` part (with the RNG state to use after the skipped batches)."
+        if self._pending is None: return None
         ck, self._pending = self._pending, None
         for nm, cb in self._stateful(learn).items():
             if nm not in ck['cbs']: raise ValueError(f"resume: {self.path} has no state for callback {nm}; resume with the callbacks the run was started with ({sorted(ck['cbs'])}).")
             cb.load_state_dict(ck['cbs'][nm])
-        set_rng_state(ck['rng'])
-        gens = self._dl_generators(learn)
-        for nm, st in ck.get('dl_generators', {}).items():
-            if nm not in gens: raise ValueError(f"resume: {self.path} saved the random generator of the {nm} DataLoader, but this Learner's {nm} DataLoader has none; "
-                                                "resume with DataLoaders built like the run's (same `generator=`).")
-            gens[nm].set_state(st)
+        mid = ck.get('mid')
+        # inside an epoch: the generators as they were when the epoch began, so the DataLoader draws the same order again
+        set_rng_state(mid['epoch_rng'] if mid else ck['rng'])
+        self._restore_gens(learn, mid['epoch_dl_generators'] if mid else ck.get('dl_generators', {}))
+        return dict(mid, rng=ck['rng']) if mid else None
+
+    def before_epoch(self, learn):
+        # Callback states and RNGs are restored here, not in before_fit: by now every callback has built what it restores into
+        # (a scheduler, a GradScaler), and nothing has drawn a random number yet (the DataLoader's order is drawn when it is iterated).
+        mid = self._restore(learn)
+        if learn.training and (mid or self.every_batches or self.every_minutes):
+            self._epoch_rng = get_rng_state()
+            self._epoch_gens = {nm: g.get_state() for nm, g in self._dl_generators(learn).items()}
+            skip = mid['iter'] if mid else 0
+            n = _len(learn.dl)
+            if n is not None and skip >= n:
+                raise ValueError(f"resume: {self.path} was saved after {skip} batches of an epoch, but this training DataLoader has only {n}; "
+                                 "resume with the data set and batch size the run was started with.")
+            learn.dl, learn.first_iter = _ResumableEpoch(learn.dl, self, learn, skip, mid['rng'] if mid else None), skip
 
     @staticmethod
     def _dl_generators(learn) -> dict:
@@ -97,12 +122,43 @@ class CheckpointCB(Callback):
         if (learn.epoch + 1) % self.every and learn.epoch + 1 != learn.n_epochs: return
         self.save(learn)
 
-    def save(self, learn):
+    def _due(self, i: int) -> bool:
+        "Is a checkpoint due after `i` training batches of this epoch?"
+        return bool((self.every_batches and i % self.every_batches == 0) or
+                    (self.every_minutes and time.monotonic() - self._last_save >= 60*self.every_minutes))
+
+    def save(self, learn, mid: dict | None = None):
+        "Write the checkpoint; `mid` (batches done, generator states at the epoch's start) marks one taken inside an epoch."
         atomic_save({'model': learn.model.state_dict(), 'opt': None if learn.opt is None else learn.opt.state_dict(),
                      'cbs': {nm: cb.state_dict() for nm, cb in self._stateful(learn).items()}, 'rng': get_rng_state(),
                      'dl_generators': {nm: g.get_state() for nm, g in self._dl_generators(learn).items()},
-                     'epoch': learn.epoch, 'n_epochs': learn.n_epochs, 'train_iter': learn.train_iter, **self.extra}, self.path)
-        self.saved_epoch = learn.epoch
+                     'epoch': learn.epoch, 'n_epochs': learn.n_epochs, 'train_iter': learn.train_iter,
+                     **({'mid': mid} if mid else {}), **self.extra}, self.path)
+        self.saved_epoch, self._last_save = learn.epoch, time.monotonic()
+        self.saved_at = f"epoch {learn.epoch}" + (f", after batch {mid['iter'] - 1}" if mid else "")
+
+
+def _len(dl):
+    try: return len(dl)
+    except TypeError: return None
+
+class _ResumableEpoch:
+    "One training epoch of `dl`: skips the `skip` batches a mid-epoch checkpoint covered, and saves a checkpoint between batches when one is due."
+    def __init__(self, dl, cb, learn, skip=0, rng=None): self.dl, self.cb, self.learn, self.skip, self.rng = dl, cb, learn, skip, rng
+    def __len__(self): return len(self.dl) - self.skip
+    def __iter__(self):
+        it, n = iter(self.dl), _len(self.dl)
+        for _ in range(self.skip): next(it)  # drawn (and collated) as in the first run, then dropped
+        if self.rng is not None: set_rng_state(self.rng)  # ...and the random numbers they drew are replaced by the saved ones
+        i = self.skip
+        while True:
+            # between batches: batch i-1 is fully done (every callback's after_batch ran), batch i is not drawn yet
+            if i > self.skip and (n is None or i < n) and self.cb._due(i):
+                self.cb.save(self.learn, mid={'iter': i, 'epoch_rng': self.cb._epoch_rng, 'epoch_dl_generators': self.cb._epoch_gens})
+            try: b = next(it)
+            except StopIteration: return
+            yield b
+            i += 1
 
 # %% ../nbs/13_checkpoint.ipynb #40aaee09
 class NonFiniteGuardCB(Callback):
@@ -113,7 +169,7 @@ class NonFiniteGuardCB(Callback):
         scaler = getattr(learn, 'scaler', None)
         if scaler is not None and getattr(scaler, 'is_enabled', lambda: False)(): return
         ck = next((cb for cb in learn.cbs if isinstance(cb, CheckpointCB)), None)
-        where = (f"the last good checkpoint is {ck.path} (epoch {ck.saved_epoch})" if ck is not None and ck.saved_epoch is not None
+        where = (f"the last good checkpoint is {ck.path} ({ck.saved_at})" if ck is not None and ck.saved_at is not None
                  else "no checkpoint was written in this run")
         raise FloatingPointError(f"non-finite loss ({learn.loss.item()}) at epoch {learn.epoch}, batch {learn.iter}: stopped before it "
                                  f"reached the weights; {where}. Lower the learning rate, check the data, or use gradient clipping.")

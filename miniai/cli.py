@@ -96,8 +96,8 @@ def objective_cb(cfg):
     return KarrasCB(cfg['sigma_data']) if cfg['objective'] == 'karras' else DDPMObjectiveCB(ddpm_schedule(cfg).alphabar)
 
 def train_diffusion(out, objective='karras', preset='micro', epochs=1, bs=64, lr=5e-3, mp=False, seed=42, n_train=None,
-                    resume=False, progress=True, schedule='linear'):
-    "Train a diffusion model on Fashion-MNIST and write checkpoint.pt, model.pt, config.json and loss.png to `out`."
+                    resume=False, progress=True, schedule='linear', checkpoint_minutes: float | None = 10.):
+    "Train a diffusion model on Fashion-MNIST and write checkpoint.pt (after each epoch and every `checkpoint_minutes`), model.pt, config.json and loss.png to `out`."
     if schedule not in SCHEDULES: raise ValueError(f"unknown schedule {schedule!r}: choose one of {list(SCHEDULES)}.")
     out = Path(out); ck = out/'checkpoint.pt'
     if resume and not ck.exists(): raise FileNotFoundError(f"--resume: no checkpoint at {ck}; run `miniai train` without --resume first (same --out).")
@@ -119,7 +119,7 @@ def train_diffusion(out, objective='karras', preset='micro', epochs=1, bs=64, lr
     sched = partial(OneCycleLR, max_lr=lr, total_steps=epochs*len(dls.train))
     trainer = MixedPrecision(n_inp=2) if mp else TrainCB(n_inp=2)
     cbs = [DeviceCB(), objective_cb(cfg), trainer, metrics, rec, BatchSchedCB(sched), NonFiniteGuardCB(),
-           CheckpointCB(ck, resume=resume)] + ([ProgressCB()] if progress else [])
+           CheckpointCB(ck, resume=resume, every_minutes=checkpoint_minutes)] + ([ProgressCB()] if progress else [])
     learn = Learner(model, dls, F.mse_loss, lr=lr, cbs=cbs, opt_func=partial(optim.Adam, eps=1e-5))
     t0 = time.time()
     learn.fit(epochs)
@@ -224,7 +224,8 @@ def evaluate(samples, feature='ci'):
 
 # %% ../nbs/14_cli.ipynb #9072a9cc
 def cmd_train(a):
-    model, cfg = train_diffusion(a.out, a.objective, a.preset, a.epochs, a.bs, a.lr, a.mp, a.seed, a.n_train, a.resume, not a.quiet, a.schedule)
+    model, cfg = train_diffusion(a.out, a.objective, a.preset, a.epochs, a.bs, a.lr, a.mp, a.seed, a.n_train, a.resume, not a.quiet, a.schedule,
+                                 checkpoint_minutes=a.checkpoint_minutes)
     print(f"trained {a.objective}/{a.preset} for {a.epochs} epoch(s) in {cfg['train_seconds']:.0f}s, valid loss {cfg['history'][-1]['loss']:.4f}; wrote {a.out}/model.pt")
 
 def cmd_sample(a):
@@ -297,6 +298,7 @@ def get_parser() -> argparse.ArgumentParser:
     t.add_argument('--n-train', type=_positive(int), default=None, help='train on the first N images only (default: all 60,000)')
     t.add_argument('--seed', type=int, default=42, help='random seed (default: %(default)s)')
     t.add_argument('--resume', action='store_true', help='continue the run in --out from its checkpoint.pt')
+    t.add_argument('--checkpoint-minutes', type=_positive(float), default=10., help='also save checkpoint.pt inside an epoch this often, so a killed run loses at most this much (default: %(default)s)')
     t.add_argument('--quiet', action='store_true', help='no progress bars')
     t.set_defaults(func=cmd_train)
     s = sub.add_parser('sample', help='draw samples from a trained model', description='Sample from a trained model; writes OUT/samples.png (up to 64 images) and OUT/samples.pt.')

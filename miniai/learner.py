@@ -76,6 +76,7 @@ class Learner:
         self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
         self.cbs = list(fc.L(cbs))
         self.opt, self.epoch, self.iter = None, 0, 0
+        self.first_iter = 0  # a callback that resumes inside an epoch sets the number of the first batch (see `13_checkpoint`)
 
     @with_cbs('batch')
     def _one_batch(self):
@@ -88,7 +89,8 @@ class Learner:
 
     @with_cbs('epoch')
     def _one_epoch(self):
-        for self.iter, self.batch in enumerate(self.dl): self._one_batch()
+        start, self.first_iter = self.first_iter, 0
+        for self.iter, self.batch in enumerate(self.dl, start): self._one_batch()
 
     def one_epoch(self, training: bool):
         self.model.train(training)
@@ -157,14 +159,22 @@ class MetricsCB(Callback):
         for o in ms: metrics[type(o).__name__] = o
         self.metrics, self.all_metrics = metrics, copy(metrics)
         self.all_metrics['loss'] = self.loss = Mean()
-        self.history = []
+        self.history, self.in_epoch = [], False
     def _log(self, d): print(d)
-    def state_dict(self): return {'history': self.history}
-    def load_state_dict(self, sd): self.history = list(sd['history'])
+    def state_dict(self):
+        "The history; inside an epoch (a checkpoint taken between batches) also the metrics' running sums."
+        d = {'history': self.history}
+        if self.in_epoch: d['running'] = {k: m.state_dict() for k, m in self.all_metrics.items()}
+        return d
+    def load_state_dict(self, sd):
+        self.history = list(sd['history'])
+        for k, st in sd.get('running', {}).items(): self.all_metrics[k].load_state_dict(st)
     def before_fit(self, learn): learn.metrics = self
     def before_epoch(self, learn):
         for m in self.all_metrics.values(): m.reset()
+        self.in_epoch = True
     def after_epoch(self, learn):
+        self.in_epoch = False
         log = {k: round(v.compute().item(), 4) for k, v in self.all_metrics.items()}
         log['epoch'], log['train'] = learn.epoch, 'train' if learn.model.training else 'eval'
         self.history.append(log)

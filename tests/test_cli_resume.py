@@ -33,6 +33,36 @@ def test_resume_after_kill_is_bit_for_bit(tmp_path):
     ha, hb = (json.loads((o/'config.json').read_text())['history'] for o in (a, b))
     assert ha == hb, (ha, hb)
 
+def _wait_for(p, cond, what, timeout=300):
+    deadline = time.time() + timeout
+    while not cond():
+        assert p.poll() is None, p.stderr.read().decode()[-3000:]
+        assert time.time() < deadline, f'{what} after {timeout} s'
+        time.sleep(0.02)
+
+def _mid(ck):
+    try: return safe_load(ck).get('mid')
+    except (FileNotFoundError, ValueError, RuntimeError, EOFError): return None  # not written yet
+
+def test_resume_after_kill_inside_an_epoch_is_bit_for_bit(tmp_path):
+    a, b = tmp_path/'a', tmp_path/'b'
+    train(a)
+    # a checkpoint every 0.001 minutes = between almost every two batches; killed in its first epoch, once a few batches are saved
+    p = train(b, '--checkpoint-minutes', '0.001', wait=False)
+    try:
+        _wait_for(p, lambda: (m := _mid(b/'checkpoint.pt')) is not None and m['iter'] >= 5, 'no mid-epoch checkpoint')
+        p.send_signal(signal.SIGKILL); p.wait(timeout=30)
+    finally:
+        if p.poll() is None: p.kill()
+    ck = safe_load(b/'checkpoint.pt')
+    assert ck['epoch'] == 0 and ck['mid']['iter'] >= 5 and not (b/'model.pt').exists()
+    train(b, '--resume')
+    wa, wb = safe_load(a/'model.pt')['model'], safe_load(b/'model.pt')['model']
+    diff = [k for k in wa if not torch.equal(wa[k], wb[k])]
+    assert not diff, f'resumed weights differ from the uninterrupted run in {len(diff)} tensors, e.g. {diff[:3]}'
+    ha, hb = (json.loads((o/'config.json').read_text())['history'] for o in (a, b))
+    assert ha == hb, (ha, hb)
+
 def test_resume_with_other_options_is_refused(tmp_path):
     out = tmp_path/'r'
     cmd = [sys.executable, '-c', 'from miniai.cli import main; main()', 'train', '--out', str(out), '--preset', 'micro', '--n-train', '64',
