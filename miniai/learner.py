@@ -190,7 +190,9 @@ class ProgressCB(Callback):
     order = MetricsCB.order + 1
     def __init__(self, plot: bool = False): self.plot = plot
     def before_fit(self, learn):
-        learn.epochs = self.mbar = master_bar(learn.epochs)
+        # the bar counts all `n_epochs`; a resumed run (`13_checkpoint`) skips the epochs already done, so it reads 'Epoch 4/5', not 'Epoch 1/2'
+        todo, self.mbar = set(learn.epochs), master_bar(range(learn.n_epochs))
+        learn.epochs = (e for e in self.mbar if e in todo)
         self.first, self.losses, self.val_losses = True, [], []
         if hasattr(learn, 'metrics'): learn.metrics._log = self._log
     def _log(self, d):
@@ -202,14 +204,13 @@ class ProgressCB(Callback):
     def after_batch(self, learn):
         learn.dl.comment = f'{learn.loss:.3f}'
         if self.plot and hasattr(learn, 'metrics') and learn.training:
-            self.losses.append(learn.loss.item())
-            if self.val_losses: self.mbar.update_graph([[fc.L.range(self.losses), self.losses],
-                                                        [fc.L.range(learn.epoch).map(lambda x: (x+1)*len(learn.dls.train)), self.val_losses]])
+            self.losses.append((learn.epoch*len(learn.dls.train) + learn.iter, learn.loss.item()))
+            if self.val_losses: self._graph()
     def after_epoch(self, learn):
         if not learn.training and self.plot and hasattr(learn, 'metrics'):
-            self.val_losses.append(learn.metrics.all_metrics['loss'].compute().item())
-            self.mbar.update_graph([[fc.L.range(self.losses), self.losses],
-                                    [fc.L.range(learn.epoch+1).map(lambda x: (x+1)*len(learn.dls.train)), self.val_losses]])
+            self.val_losses.append(((learn.epoch+1)*len(learn.dls.train), learn.metrics.all_metrics['loss'].compute().item()))
+            self._graph()
+    def _graph(self): self.mbar.update_graph([list(zip(*self.losses)) or [[], []], list(zip(*self.val_losses))])
 
 # %% ../nbs/02_learner.ipynb #3b47689b
 class TrainLearner(Learner):
