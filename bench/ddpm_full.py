@@ -8,12 +8,14 @@ test images, each noisified at a random t of the linear schedule 1e-4..0.02, T =
   with eps 1e-5, OneCycle, bs 128, 5 epochs (course, lesson 17: 0.018).
 
 Checkpoints after every epoch and every 10 minutes under --run-dir; a later call continues from there (hours on a CPU can be spread over
-several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG) and the results as JSON.
+several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG), the FID of 2,048 DDIM samples (100 steps, eta 0,
+scored with the full feature net of 09_fid against the test images, beside 2,048 real training images) and the results as JSON.
+A later call with the same settings keeps what is already done (training, samples, FID).
 
   .venv/bin/python bench/ddpm_full.py --recipe 07
-  .venv/bin/python bench/ddpm_full.py --recipe 07 --n-train 256 --n-valid 256 --epochs 1 --n-samples 4 --run-dir /tmp/dd --out /tmp/dd.json   # a smoke run
+  .venv/bin/python bench/ddpm_full.py --recipe 07 --n-train 256 --n-valid 256 --epochs 1 --n-samples 4 --fid-n 64 --ddim-steps 10 --feature ci --run-dir /tmp/dd --out /tmp/dd.json   # a smoke run
 """
-import argparse, platform, sys
+import argparse, json, platform, sys
 from functools import partial
 from pathlib import Path
 
@@ -29,8 +31,10 @@ from miniai.core import set_seed, def_device
 from miniai.datasets import fashion_mnist_tensors, DataLoaders
 from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, ProgressCB
 from miniai.checkpoint import CheckpointCB
+from miniai.learner import safe_load
 from miniai.ddpm import DDPMCB
-from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, ddpm_collate, ddpm_sample
+from fastprogress import progress_bar
+from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, ddpm_collate, ddpm_sample, ddim_sample
 from _common import WallTimeCB, write_json
 
 RECIPES = {
@@ -52,16 +56,22 @@ def main():
     p.add_argument('--n-train', type=int, default=None, help='training images (default: all 60,000)')
     p.add_argument('--n-valid', type=int, default=None, help='validation images (default: all 10,000 test images)')
     p.add_argument('--n-samples', type=int, default=16)
+    p.add_argument('--fid-n', type=int, default=2048, help='samples for the FID (DDIM, full feature net); 0: no FID')
+    p.add_argument('--ddim-steps', type=int, default=100)
+    p.add_argument('--scaling', choices=('-11', '01'), default='-11',
+                   help="pixel range: [-1, 1] as in Ho et al. and these notebooks, or [0, 1] as in the course's lessons 15/17 (the MSEs differ)")
+    p.add_argument('--feature', choices=('ci', 'full'), default='full', help="09_fid's feature net (full: ~1 h 45 min to build if not cached)")
     p.add_argument('--run-dir', default=None, help='default: runs/ddpm_full_<recipe>')
     p.add_argument('--progress', action='store_true')
     p.add_argument('--out', default=None, help='default: bench/results/ddpm_full_<recipe>.json')
     a = p.parse_args()
-    r = dict(RECIPES[a.recipe]); r['epochs'] = a.epochs or r['epochs']
+    r = dict(RECIPES[a.recipe]); r['epochs'] = a.epochs or r['epochs']; r['scaling'] = a.scaling
+    lo = -1. if a.scaling == '-11' else 0.
     run_dir = Path(a.run_dir or f'runs/ddpm_full_{a.recipe}'); run_dir.mkdir(parents=True, exist_ok=True)
     out = Path(a.out or Path(__file__).parent/'results'/f'ddpm_full_{a.recipe}.json')
 
     set_seed(42)
-    data = fashion_mnist_tensors(scaling='-11', pad=True, n_train=a.n_train, n_test=a.n_valid)
+    data = fashion_mnist_tensors(scaling=a.scaling, pad=True, n_train=a.n_train, n_test=a.n_valid)
     sched = linear_sched()
     set_seed(1)
     if a.recipe == '06':
@@ -72,12 +82,18 @@ def main():
         model = init_ddpm(UNet(in_channels=1, out_channels=1, block_out_channels=r['widths'], norm_num_groups=r['groups']))
         dls = DataLoaders.from_tensors(data['train'], data['test'], bs=r['bs'], collate_fn=ddpm_collate(sched.alphabar))
         objective = [TrainCB()]
+    prev = json.loads(out.read_text()) if out.exists() else {}   # what an earlier call finished (samples, FID), read before this one writes
     ck = run_dir/'checkpoint.pt'
+    settings = dict(recipe=a.recipe, epochs=r['epochs'], scaling=a.scaling, n_train=len(data['train'][0]), n_valid=len(data['test'][0]))
+    if ck.exists():
+        old = safe_load(ck).get('settings')   # checkpoints written before settings were recorded: trusted as they are
+        if old is not None and old != settings:
+            sys.exit(f"{ck} belongs to a run with {old}, not {settings}: give another --run-dir, or delete {ck} to start again.")
     print(f"recipe {a.recipe}: " + (f'continuing from {ck}' if ck.exists() else f'new run, checkpoints in {ck}'), flush=True)
     metrics, timer = MetricsCB(), WallTimeCB()
     oc = partial(OneCycleLR, max_lr=r['lr'], total_steps=r['epochs']*len(dls.train))
     learn = Learner(model, dls, F.mse_loss, lr=r['lr'], opt_func=partial(optim.Adam, eps=r['adam_eps']),
-                    cbs=[DeviceCB(), *objective, metrics, timer, BatchSchedCB(oc), CheckpointCB(ck, resume=ck.exists(), every_minutes=10)]
+                    cbs=[DeviceCB(), *objective, metrics, timer, BatchSchedCB(oc), CheckpointCB(ck, resume=ck.exists(), every_minutes=10, extra=dict(settings=settings))]
                         + ([ProgressCB()] if a.progress else []))
     learn.fit(r['epochs'])
     valid = [h['loss'] for h in metrics.history if h['train'] == 'eval']
@@ -91,17 +107,43 @@ def main():
 
     model.eval()
     eps_model = EpsOf(model) if a.recipe == '06' else model
-    g = torch.Generator().manual_seed(0)
-    x = ddpm_sample(eps_model, (a.n_samples, 1, 32, 32), *sched, generator=g, progress=a.progress).cpu()
-    res['samples_finite'] = bool(torch.isfinite(x).all())
+    keys = ('recipe', 'epochs', 'n_train', 'n_valid', 'valid_mse', 'scaling')
+    same = {k: prev.get(k, '-11' if k == 'scaling' else None) for k in keys} == {k: res[k] for k in keys}
+    png = out.with_suffix('.png')
+    if same and prev.get('n_samples') == a.n_samples and 'samples_finite' in prev and png.exists():
+        print(f'samples: kept {png} (same run, same settings)', flush=True)
+        res.update(n_samples=a.n_samples, samples_finite=prev['samples_finite'])
+    else:
+        g = torch.Generator().manual_seed(0)
+        x = ddpm_sample(eps_model, (a.n_samples, 1, 32, 32), *sched, clip=(lo, 1.), generator=g, progress=a.progress).cpu()
+        res.update(n_samples=a.n_samples, samples_finite=bool(torch.isfinite(x).all()))
+        n = a.n_samples; cols = min(n, 8); rows = -(-n//cols)
+        fig, axs = plt.subplots(rows, cols, figsize=(cols*1.2, rows*1.2 + 0.4), squeeze=False)
+        for ax in axs.flat: ax.axis('off')
+        for ax, im in zip(axs.flat, x): ax.imshow(im[0], cmap='gray', vmin=lo, vmax=1)
+        fig.suptitle(f"{a.recipe}: {r['epochs']} epochs, valid MSE {valid[-1]:.4f}; 1000-step DDPM", fontsize=9)
+        fig.tight_layout(); fig.savefig(png, dpi=90)
     write_json(out, res)
-    n = a.n_samples; cols = min(n, 8); rows = -(-n//cols)
-    fig, axs = plt.subplots(rows, cols, figsize=(cols*1.2, rows*1.2 + 0.4), squeeze=False)
-    for ax in axs.flat: ax.axis('off')
-    for ax, im in zip(axs.flat, x): ax.imshow(im[0], cmap='gray', vmin=-1, vmax=1)
-    fig.suptitle(f"{a.recipe}: {r['epochs']} epochs, valid MSE {valid[-1]:.4f}; 1000-step DDPM", fontsize=9)
-    fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=90)
-    print(f'wrote {out} and {out.with_suffix(".png")}')
 
+    if a.fid_n:   # 07_ddpm_v2's full-scale FID: DDIM (eta 0) from the trained model, scored with the full feature net
+        key = dict(n=a.fid_n, ddim_steps=a.ddim_steps, eta=0.0, feature=a.feature)
+        if same and (prev.get('fid') or {}).get('setting') == key:
+            res['fid'] = prev['fid']; print(f"FID: kept {res['fid']}", flush=True)
+        else:
+            from miniai.fid import ImageEval, feature_net
+            ie = ImageEval(feature_net(scale=a.feature))
+            chunks = range(0, a.fid_n, 256)
+            it = progress_bar(chunks) if a.progress else chunks
+            many = torch.cat([ddim_sample(eps_model, (min(256, a.fid_n - i), 1, 32, 32), sched.alphabar, steps=a.ddim_steps, clip=(lo, 1.),
+                                          generator=torch.Generator().manual_seed(i), progress=False).cpu() for i in it])
+            if lo == 0: many = many*2 - 1   # the feature net takes [-1, 1]
+            real = fashion_mnist_tensors(scaling='-11', pad=True, n_train=a.fid_n, n_test=16)['train'][0]
+            fs, fr = ie.evaluate(many), ie.evaluate(real)
+            res['fid'] = dict(setting=key, feature_net=fs['feature_net'], fid=round(fs['fid'], 2), kid=round(fs['kid'], 4),
+                              real_fid=round(fr['fid'], 2), real_kid=round(fr['kid'], 4))
+            print(f"FID (N = {a.fid_n}, DDIM {a.ddim_steps} steps, eta 0, feature net {fs['feature_net']}): {fs['fid']:.2f}; "
+                  f"{a.fid_n} real training images: {fr['fid']:.2f}", flush=True)
+        write_json(out, res)
+    print(f'wrote {out} and {png}')
 
 if __name__ == '__main__': main()
