@@ -8,9 +8,9 @@ test images, each noisified at a random t of the linear schedule 1e-4..0.02, T =
   with eps 1e-5, OneCycle, bs 128, 5 epochs (course, lesson 17: 0.018).
 
 Checkpoints after every epoch and every 10 minutes under --run-dir; a later call continues from there (hours on a CPU can be spread over
-several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG), the FID of 2,048 DDIM samples (100 steps, eta 0,
+several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG), the FID of 2,048 DDIM samples (100 steps, --eta 0 by default,
 scored with the full feature net of 09_fid against the test images, beside 2,048 real training images) and the results as JSON.
-A later call with the same settings keeps what is already done (training, samples, FID).
+A later call keeps what is already done (training, samples, each FID setting); another --eta or --ddim-steps adds a FID.
 
   .venv/bin/python bench/ddpm_full.py --recipe 07
   .venv/bin/python bench/ddpm_full.py --recipe 07 --n-train 256 --n-valid 256 --epochs 1 --n-samples 4 --fid-n 64 --ddim-steps 10 --feature ci --run-dir /tmp/dd --out /tmp/dd.json   # a smoke run
@@ -58,6 +58,7 @@ def main():
     p.add_argument('--n-samples', type=int, default=16)
     p.add_argument('--fid-n', type=int, default=2048, help='samples for the FID (DDIM, full feature net); 0: no FID')
     p.add_argument('--ddim-steps', type=int, default=100)
+    p.add_argument('--eta', type=float, default=0., help='DDIM eta for the FID samples (0: deterministic, 1: DDPM-like)')
     p.add_argument('--scaling', choices=('-11', '01'), default='-11',
                    help="pixel range: [-1, 1] as in Ho et al. and these notebooks, or [0, 1] as in the course's lessons 15/17 (the MSEs differ)")
     p.add_argument('--feature', choices=('ci', 'full'), default='full', help="09_fid's feature net (full: ~1 h 45 min to build if not cached)")
@@ -125,25 +126,27 @@ def main():
         fig.tight_layout(); fig.savefig(png, dpi=90)
     write_json(out, res)
 
-    if a.fid_n:   # 07_ddpm_v2's full-scale FID: DDIM (eta 0) from the trained model, scored with the full feature net
-        key = dict(n=a.fid_n, ddim_steps=a.ddim_steps, eta=0.0, feature=a.feature)
-        if same and (prev.get('fid') or {}).get('setting') == key:
-            res['fid'] = prev['fid']; print(f"FID: kept {res['fid']}", flush=True)
+    old = prev.get('fid') if same else None   # one entry per FID setting; a file from before there were several holds a dict
+    res['fid'] = [old] if isinstance(old, dict) else list(old or [])
+    if a.fid_n:   # 07_ddpm_v2's full-scale FID: DDIM from the trained model, scored with 09_fid's feature net
+        key = dict(n=a.fid_n, ddim_steps=a.ddim_steps, eta=a.eta, feature=a.feature)
+        done = next((f for f in res['fid'] if f['setting'] == key), None)
+        if done is not None: print(f"FID: kept {done}", flush=True)
         else:
             from miniai.fid import ImageEval, feature_net
             ie = ImageEval(feature_net(scale=a.feature))
             chunks = range(0, a.fid_n, 256)
             it = progress_bar(chunks) if a.progress else chunks
-            many = torch.cat([ddim_sample(eps_model, (min(256, a.fid_n - i), 1, 32, 32), sched.alphabar, steps=a.ddim_steps, clip=(lo, 1.),
+            many = torch.cat([ddim_sample(eps_model, (min(256, a.fid_n - i), 1, 32, 32), sched.alphabar, steps=a.ddim_steps, eta=a.eta, clip=(lo, 1.),
                                           generator=torch.Generator().manual_seed(i), progress=False).cpu() for i in it])
             if lo == 0: many = many*2 - 1   # the feature net takes [-1, 1]
             real = fashion_mnist_tensors(scaling='-11', pad=True, n_train=a.fid_n, n_test=16)['train'][0]
             fs, fr = ie.evaluate(many), ie.evaluate(real)
-            res['fid'] = dict(setting=key, feature_net=fs['feature_net'], fid=round(fs['fid'], 2), kid=round(fs['kid'], 4),
-                              real_fid=round(fr['fid'], 2), real_kid=round(fr['kid'], 4))
-            print(f"FID (N = {a.fid_n}, DDIM {a.ddim_steps} steps, eta 0, feature net {fs['feature_net']}): {fs['fid']:.2f}; "
+            res['fid'].append(dict(setting=key, feature_net=fs['feature_net'], fid=round(fs['fid'], 2), kid=round(fs['kid'], 4),
+                                   real_fid=round(fr['fid'], 2), real_kid=round(fr['kid'], 4)))
+            print(f"FID (N = {a.fid_n}, DDIM {a.ddim_steps} steps, eta {a.eta:g}, feature net {fs['feature_net']}): {fs['fid']:.2f}; "
                   f"{a.fid_n} real training images: {fr['fid']:.2f}", flush=True)
-        write_json(out, res)
+    write_json(out, res)
     print(f'wrote {out} and {png}')
 
 if __name__ == '__main__': main()

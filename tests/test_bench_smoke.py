@@ -45,13 +45,16 @@ def test_ddpm_full_smoke(tmp_path):
     d = json.loads(out.read_text())
     assert d['recipe'] == '07' and len(d['valid_mse_per_epoch']) == 1 and 0 < d['valid_mse'] < 2, d['valid_mse_per_epoch']
     assert d['samples_finite'] and (run_dir/'checkpoint.pt').exists()
-    f = d['fid']
+    [f] = d['fid']
     assert f['setting'] == dict(n=32, ddim_steps=5, eta=0.0, feature='ci') and f['fid'] > f['real_fid'] > 0, f
     stamps = {p: p.stat().st_mtime_ns for p in (run_dir/'checkpoint.pt', out.with_suffix('.png'))}
     log = run('ddpm_full.py', *args)                     # all done: nothing is trained, sampled or scored again
     assert 'samples: kept' in log and 'FID: kept' in log, log
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, 'a finished stage was redone'
-    assert json.loads(out.read_text())['fid'] == f
+    assert json.loads(out.read_text())['fid'] == [f]
+    run('ddpm_full.py', *args, '--eta', 1)              # another FID setting: added beside the first
+    f2 = json.loads(out.read_text())['fid']
+    assert len(f2) == 2 and f2[0] == f and f2[1]['setting']['eta'] == 1 and math.isfinite(f2[1]['fid']), f2
     r = subprocess.run([sys.executable, str(BENCH/'ddpm_full.py'), *map(str, args), '--scaling', '01'], capture_output=True, text=True)
     assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # another run's checkpoint is never resumed
 
