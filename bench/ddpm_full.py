@@ -29,9 +29,8 @@ from diffusers import UNet2DModel
 
 from miniai.core import set_seed, def_device
 from miniai.datasets import fashion_mnist_tensors, DataLoaders
-from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, ProgressCB
+from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, ProgressCB, safe_load
 from miniai.checkpoint import CheckpointCB
-from miniai.learner import safe_load
 from miniai.ddpm import DDPMCB
 from fastprogress import progress_bar
 from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, ddpm_collate, ddpm_sample, ddim_sample
