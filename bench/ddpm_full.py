@@ -11,6 +11,7 @@ Checkpoints after every epoch and every 10 minutes under --run-dir; a later call
 several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG), the FID of 2,048 DDIM samples (100 steps, --eta 0 by default,
 scored with the full feature net of 09_fid against the test images, beside 2,048 real training images) and the results as JSON.
 A later call keeps what is already done (training, samples, each FID setting); another --eta or --ddim-steps adds a FID.
+--mse-draws K re-scores the final model K times on the validation images with fresh t and noise (the spread of one epoch's figure).
 
   .venv/bin/python bench/ddpm_full.py --recipe 07
   .venv/bin/python bench/ddpm_full.py --recipe 07 --n-train 256 --n-valid 256 --epochs 1 --n-samples 4 --fid-n 64 --ddim-steps 10 --feature ci --run-dir /tmp/dd --out /tmp/dd.json   # a smoke run
@@ -33,7 +34,7 @@ from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, 
 from miniai.checkpoint import CheckpointCB
 from miniai.ddpm import DDPMCB
 from fastprogress import progress_bar
-from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, ddpm_collate, ddpm_sample, ddim_sample
+from miniai.ddpm_v2 import UNet, init_ddpm, linear_sched, noisify, ddpm_collate, ddpm_sample, ddim_sample
 from _common import WallTimeCB, write_json
 
 RECIPES = {
@@ -57,6 +58,8 @@ def main():
     p.add_argument('--n-samples', type=int, default=16)
     p.add_argument('--fid-n', type=int, default=2048, help='samples for the FID (DDIM, full feature net); 0: no FID')
     p.add_argument('--ddim-steps', type=int, default=100)
+    p.add_argument('--mse-draws', type=int, default=0,
+                   help='re-score the final model K times on the validation images, each with fresh t and noise: how much the validation MSE moves from draw to draw')
     p.add_argument('--eta', type=float, default=0., help='DDIM eta for the FID samples (0: deterministic, 1: DDPM-like)')
     p.add_argument('--scaling', choices=('-11', '01'), default='-11',
                    help="pixel range: [-1, 1] as in Ho et al. and these notebooks, or [0, 1] as in the course's lessons 15/17 (the MSEs differ)")
@@ -124,6 +127,26 @@ def main():
         fig.suptitle(f"{a.recipe}: {r['epochs']} epochs, valid MSE {valid[-1]:.4f}; 1000-step DDPM", fontsize=9)
         fig.tight_layout(); fig.savefig(png, dpi=90)
     write_json(out, res)
+
+    if a.mse_draws:   # validation draws fresh t and ε each epoch: this measures how far that alone moves the MSE
+        kept = prev.get('valid_mse_draws') if same else None
+        if kept and len(kept['means']) == a.mse_draws:
+            print(f"MSE draws: kept {kept}", flush=True); res['valid_mse_draws'] = kept
+        else:
+            x0s, means, within = data['test'][0], [], []
+            for k in range(a.mse_draws):
+                g, per = torch.Generator().manual_seed(100 + k), []
+                with torch.no_grad():
+                    for i in range(0, len(x0s), 500):
+                        (xt, t), eps = noisify(x0s[i:i+500], sched.alphabar, generator=g)
+                        per.append(((eps_model((xt.to(def_device), t.to(def_device))).cpu() - eps)**2).flatten(1).mean(1))
+                per = torch.cat(per); means.append(per.mean().item()); within.append((per.std()/len(per)**0.5).item())
+            m = torch.tensor(means)
+            res['valid_mse_draws'] = dict(means=[round(v, 5) for v in means], mean=round(m.mean().item(), 5),
+                                          std=round(m.std().item(), 5) if len(m) > 1 else None, se_within=round(max(within), 5))
+            print(f"validation MSE over {a.mse_draws} draws of t and ε: {res['valid_mse_draws']}", flush=True)
+        write_json(out, res)
+    elif same and 'valid_mse_draws' in prev: res['valid_mse_draws'] = prev['valid_mse_draws']
 
     old = prev.get('fid') if same else None   # one entry per FID setting; a file from before there were several holds a dict
     res['fid'] = [old] if isinstance(old, dict) else list(old or [])

@@ -40,16 +40,18 @@ def test_noise_pred_cpu_runs_and_resumes(tmp_path):
 def test_ddpm_full_smoke(tmp_path):
     out, run_dir = tmp_path/'dd.json', tmp_path/'dd'
     args = ['--recipe', '07', '--n-train', 256, '--n-valid', 128, '--epochs', 1, '--n-samples', 2, '--fid-n', 32, '--ddim-steps', 5,
-            '--feature', 'ci', '--run-dir', run_dir, '--out', out]
+            '--feature', 'ci', '--mse-draws', 2, '--run-dir', run_dir, '--out', out]
     run('ddpm_full.py', *args)
     d = json.loads(out.read_text())
     assert d['recipe'] == '07' and len(d['valid_mse_per_epoch']) == 1 and 0 < d['valid_mse'] < 2, d['valid_mse_per_epoch']
     assert d['samples_finite'] and (run_dir/'checkpoint.pt').exists()
+    dr = d['valid_mse_draws']
+    assert len(dr['means']) == 2 and dr['means'][0] != dr['means'][1] and 0 < dr['se_within'] < dr['mean'] < 2, dr   # each draw its own t and ε
     [f] = d['fid']
     assert f['setting'] == dict(n=32, ddim_steps=5, eta=0.0, feature='ci') and f['fid'] > f['real_fid'] > 0, f
     stamps = {p: p.stat().st_mtime_ns for p in (run_dir/'checkpoint.pt', out.with_suffix('.png'))}
     log = run('ddpm_full.py', *args)                     # all done: nothing is trained, sampled or scored again
-    assert 'samples: kept' in log and 'FID: kept' in log, log
+    assert 'samples: kept' in log and 'MSE draws: kept' in log and 'FID: kept' in log, log
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, 'a finished stage was redone'
     assert json.loads(out.read_text())['fid'] == [f]
     run('ddpm_full.py', *args, '--eta', 1)              # another FID setting: added beside the first
