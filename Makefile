@@ -44,7 +44,7 @@ demo: setup
 	$(BIN)/miniai eval --samples $(DEMO_OUT)/samples.pt
 	@echo "wrote $(DEMO_OUT)/samples.png and $(DEMO_OUT)/metrics.json"
 
-# The ResNet classifier of 04_resnet (the library's first main job).
+# The ResNet classifier of 05_resnet (the library's first main job).
 CLASSIFY_OUT ?= classify_out
 demo-classify: setup
 	$(BIN)/miniai classify --out $(CLASSIFY_OUT)

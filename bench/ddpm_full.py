@@ -1,4 +1,4 @@
-"""Full-scale training runs of 06_ddpm and 07_ddpm_v2: the noise-prediction MSE after 5 epochs that the course reports.
+"""Full-scale training runs of 09_ddpm and 10_ddpm_v2: the noise-prediction MSE after 5 epochs that the course reports.
 
 Recipes (the notebooks' full scale; data: all 60,000 training images padded to 32x32 in [-1, 1], validated on the 10,000
 test images, each noisified at a random t of the linear schedule 1e-4..0.02, T = 1000):
@@ -9,7 +9,7 @@ test images, each noisified at a random t of the linear schedule 1e-4..0.02, T =
 
 Checkpoints after every epoch and every 10 minutes under --run-dir; a later call continues from there (hours on a CPU can be spread over
 several sittings). At the end: 16 samples by 1000-step ancestral DDPM (a PNG), the FID of 2,048 DDIM samples (100 steps, --eta 0 by default,
-scored with the full feature net of 09_fid against the test images, beside 2,048 real training images) and the results as JSON.
+scored with the full feature net of 08_fid against the test images, beside 2,048 real training images) and the results as JSON.
 A later call keeps what is already done (training, samples, each FID setting); another --eta or --ddim-steps adds a FID.
 --mse-draws K re-scores the final model K times on the validation images with fresh t and noise (the spread of one epoch's figure).
 
@@ -63,7 +63,7 @@ def main():
     p.add_argument('--eta', type=float, default=0., help='DDIM eta for the FID samples (0: deterministic, 1: DDPM-like)')
     p.add_argument('--scaling', choices=('-11', '01'), default='-11',
                    help="pixel range: [-1, 1] as in Ho et al. and these notebooks, or [0, 1] as in the course's lessons 15/17 (the MSEs differ)")
-    p.add_argument('--feature', choices=('ci', 'full'), default='full', help="09_fid's feature net (full: ~1 h 45 min to build if not cached)")
+    p.add_argument('--feature', choices=('ci', 'full'), default='full', help="08_fid's feature net (full: ~1 h 45 min to build if not cached)")
     p.add_argument('--run-dir', default=None, help='default: runs/ddpm_full_<recipe>')
     p.add_argument('--progress', action='store_true')
     p.add_argument('--out', default=None, help='default: bench/results/ddpm_full_<recipe>.json')
@@ -150,7 +150,7 @@ def main():
 
     old = prev.get('fid') if same else None   # one entry per FID setting; a file from before there were several holds a dict
     res['fid'] = [old] if isinstance(old, dict) else list(old or [])
-    if a.fid_n:   # 07_ddpm_v2's full-scale FID: DDIM from the trained model, scored with 09_fid's feature net
+    if a.fid_n:   # 10_ddpm_v2's full-scale FID: DDIM from the trained model, scored with 08_fid's feature net
         key = dict(n=a.fid_n, ddim_steps=a.ddim_steps, eta=a.eta, feature=a.feature)
         done = next((f for f in res['fid'] if f['setting'] == key), None)
         if done is not None: print(f"FID: kept {done}", flush=True)

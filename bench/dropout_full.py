@@ -1,4 +1,4 @@
-"""Full-scale run of 05_dropout: the ResNet with and without dropout, then test-time (MC) dropout as a confidence measure.
+"""Full-scale run of 06_dropout: the ResNet with and without dropout, then test-time (MC) dropout as a confidence measure.
 
 Both nets use the notebook's full-scale recipe: widths 16 -> 512, all 60,000 training images, 5 epochs, bs 1024, AdamW with
 OneCycle to lr 2e-2, seed 42; the dropout net adds Dropout2d after the stem and Dropout before the head, p = 0.1 each, and
@@ -9,7 +9,7 @@ dropout net goes first (`--nets` sets the order); the results file is written af
 Each net checkpoints after every epoch under --run-dir and a later call continues from there (a killed run loses at
 most one epoch), so the hours this takes on a CPU can be spread over several sittings.
 
-  .venv/bin/python bench/dropout_full.py                                   # the figures in 05_dropout's prose
+  .venv/bin/python bench/dropout_full.py                                   # the figures in 06_dropout's prose
   .venv/bin/python bench/dropout_full.py --n-train 2000 --nfs 4 8 16 32 64 128 --epochs 2 --n-pass 3 --bs 256 --run-dir /tmp/dsmoke --out /tmp/dsmoke.json   # a smoke run
 Writes bench/results/dropout_full.json and a PNG beside it.
 """
@@ -91,7 +91,7 @@ def plot(res, d, fn):
             ax.set_title(SHORT[pred[i]] + ('' if pred[i] == mc.targs[i] else f'\n(true {SHORT[mc.targs[i]]})'), fontsize=7)
         axs[row, 0].set_ylabel(('surest', 'least sure')[row], fontsize=9)
     r = res['recipe']
-    fig.suptitle(f"05_dropout: widths {r['nfs'][0]}->{r['nfs'][-1]}, {r['n_train']:,} images x {r['epochs']} epochs; test accuracy with dropout "
+    fig.suptitle(f"06_dropout: widths {r['nfs'][0]}->{r['nfs'][-1]}, {r['n_train']:,} images x {r['epochs']} epochs; test accuracy with dropout "
                  f"{res['accuracy_dropout']:.4f}; {res['mc_passes']} MC passes over {res['mc_images']:,} test images", fontsize=10)
     fig.savefig(fn, dpi=90)
 

@@ -3,7 +3,7 @@
 For one trained model (a `miniai train` run folder), draws `--n` samples with every Karras-sigma sampler at NFE of about
 10, 20, 50 and 100 (Heun makes 2 calls per step but the last, so it gets (NFE+1)//2 steps), plus ancestral DDPM over all
 1000 steps and DDIM at 100 steps, all from the same seed, and scores each with FID and KID against the 10,000 test
-images using the feature net of `09_fid` (its hash is in the output: compare only results with equal N and hash).
+images using the feature net of `08_fid` (its hash is in the output: compare only results with equal N and hash).
 
   python bench/fid_vs_nfe.py --ckpt runs/demo                 # N=256, CI feature net
   python bench/fid_vs_nfe.py --ckpt runs/big --n 2048 --feature full

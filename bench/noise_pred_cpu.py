@@ -1,4 +1,4 @@
-"""10_noise_pred's comparison at a CPU-sized scale: the t-conditioned U-Net, the no-T U-Net with the schedule's ᾱ, and the
+"""12_noise_pred's comparison at a CPU-sized scale: the t-conditioned U-Net, the no-T U-Net with the schedule's ᾱ, and the
 no-T U-Net with each image's ᾱ predicted by the noise-level regressor, all sampled by DDIM from the same noise, by FID.
 
 The notebook's CI scale (3,000 images, one epoch of an 8/16/32 U-Net, 128 samples) only shows that the pipeline runs: its
@@ -17,7 +17,7 @@ attention, 25 epochs, 2,048 samples) needs a GPU. This script sits in between, s
 Every stage is saved under --run-dir (models, regressor, samples as tensors), so an interrupted run continues where it
 stopped and the samples can be scored again with another feature net (`--feature full` once that net is built).
 
-  .venv/bin/python bench/noise_pred_cpu.py                    # the figures in 10_noise_pred's prose (64 min on the idle 2-core CPU)
+  .venv/bin/python bench/noise_pred_cpu.py                    # the figures in 12_noise_pred's prose (64 min on the idle 2-core CPU)
   .venv/bin/python bench/noise_pred_cpu.py --n-train 512 --epochs 1 --reg-epochs 1 --n 32 --steps 5 --run-dir /tmp/np --out /tmp/np.json   # smoke
 Writes bench/results/noise_pred_cpu.json and a PNG (samples of each method, FID bars).
 """

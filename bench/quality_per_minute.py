@@ -7,7 +7,7 @@ on this machine, then draw `--n` samples each and are scored by FID/KID at the s
   (attention in the lower levels, 2 layers per level, 32 groups, default init), ε-prediction on the linear β schedule
   (1e-4..0.02, T=1000), Adam lr 4e-3 (default eps), one-cycle, bs 128; sampled with 1000-step ancestral DDPM.
 - miniai: the recipe `miniai train` uses by default on a CPU: the `micro` preset (widths 16/32/64, no attention, 1 layer
-  per level, DDPM init of 07_ddpm_v2), Karras preconditioning (11_karras), Adam lr 5e-3 eps 1e-5, one-cycle, bs 64;
+  per level, DDPM init of 10_ddpm_v2), Karras preconditioning (13_karras), Adam lr 5e-3 eps 1e-5, one-cycle, bs 64;
   sampled with DPM-Solver++(2M) at 20 steps.
 
 Both follow a one-cycle learning-rate schedule *in wall-clock time*: the lr at each batch is set from the fraction of the

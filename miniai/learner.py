@@ -76,7 +76,7 @@ class Learner:
         self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
         self.cbs = list(fc.L(cbs))
         self.opt, self.epoch, self.iter = None, 0, 0
-        self.first_iter = 0  # a callback that resumes inside an epoch sets the number of the first batch (see `13_checkpoint`)
+        self.first_iter = 0  # a callback that resumes inside an epoch sets the number of the first batch (see `03_checkpoint`)
 
     @with_cbs('batch')
     def _one_batch(self):
@@ -190,7 +190,7 @@ class ProgressCB(Callback):
     order = MetricsCB.order + 1
     def __init__(self, plot: bool = False): self.plot = plot
     def before_fit(self, learn):
-        # the bar counts all `n_epochs`; a resumed run (`13_checkpoint`) skips the epochs already done, so it reads 'Epoch 4/5', not 'Epoch 1/2'
+        # the bar counts all `n_epochs`; a resumed run (`03_checkpoint`) skips the epochs already done, so it reads 'Epoch 4/5', not 'Epoch 1/2'
         todo, self.mbar = set(learn.epochs), master_bar(range(learn.n_epochs))
         learn.epochs = (e for e in self.mbar if e in todo)
         self.first, self.losses, self.val_losses = True, [], []
