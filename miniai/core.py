@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['def_device', 'SCALES', 'default_device', 'to_device', 'to_cpu', 'set_seed', 'scale', 'at_scale', 'cache_dir']
+__all__ = ['def_device', 'SCALES', 'default_device', 'to_device', 'to_cpu', 'per_item', 'append_dims', 'set_seed',
+           'default_scale', 'scale', 'at_scale', 'show_scale', 'cache_dir']
 
 # %% ../nbs/00_core.ipynb #3015d9bb
 def default_device() -> torch.device:
@@ -40,6 +41,21 @@ def to_cpu(x):
     x = x.detach().cpu()
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
+# %% ../nbs/00_core.ipynb #23937150
+def per_item(v, x: torch.Tensor, name: str = 'value', who: str = 'miniai') -> torch.Tensor:
+    "One float per item of the batch `x`, shape (bs,), on `x`'s device and dtype, from a scalar or a (bs,) tensor `v`."
+    v = torch.as_tensor(v, device=x.device)
+    v = (v if v.is_floating_point() else v.float()).to(x.dtype)
+    if v.ndim == 0: v = v.expand(len(x))
+    if v.shape != (len(x),):
+        raise ValueError(f"{who}: {name} has shape {tuple(v.shape)} for a batch of {len(x)} items; "
+                         f"give a scalar or one value per item, shape ({len(x)},).")
+    return v
+
+def append_dims(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    "View the per-item values `v`, shape (bs,), as (bs, 1, ..., 1) so that they broadcast against the batch `x`."
+    return v.view(-1, *[1]*(x.ndim - 1))
+
 # %% ../nbs/00_core.ipynb #ad8df8e6
 def set_seed(seed: int, deterministic: bool = False):
     "Seed python, numpy and torch (all devices); optionally ask torch for deterministic algorithms."
@@ -49,22 +65,41 @@ def set_seed(seed: int, deterministic: bool = False):
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 # %% ../nbs/00_core.ipynb #c2cf90ad
-SCALES = ('ci', 'full')
+SCALES = ('ci', 'cpu', 'full')
+
+def default_scale() -> str:
+    "'full' where a CUDA GPU is available, else 'cpu'."
+    return 'full' if torch.cuda.is_available() else 'cpu'
 
 def scale() -> str:
-    "The current scale: the `MINIAI_SCALE` environment variable, 'ci' or 'full' (default)."
-    s = os.environ.get('MINIAI_SCALE', 'full').strip().lower()
-    if s not in SCALES: raise ValueError(f"MINIAI_SCALE={s!r} is not a scale: set it to one of {SCALES} (or unset it for 'full').")
+    "The current scale: `MINIAI_SCALE` ('ci', 'cpu' or 'full') if it is set, else `default_scale()`."
+    s = os.environ.get('MINIAI_SCALE', '').strip().lower()
+    if not s: return default_scale()
+    if s not in SCALES:
+        raise ValueError(f"MINIAI_SCALE={s!r} is not a scale: set it to one of {SCALES}, or unset it for the default "
+                         f"('{default_scale()}' on this machine).")
     return s
 
-def at_scale(ci, full):
-    "`ci` when running at CI scale, else `full`."
-    return ci if scale() == 'ci' else full
+def at_scale(ci, full, cpu=None):
+    "The value for the current scale: `ci`, `full`, or `cpu` (which defaults to `ci`)."
+    return {'ci': ci, 'cpu': ci if cpu is None else cpu, 'full': full}[scale()]
+
+def show_scale():
+    "Print the scale and device in use, and how to change them."
+    how = 'set by MINIAI_SCALE' if os.environ.get('MINIAI_SCALE', '').strip() else 'the default ' + (
+        'with a CUDA GPU' if torch.cuda.is_available() else 'without a CUDA GPU')
+    print(f"miniai: scale '{scale()}' ({how}), device {def_device}. To change it, set MINIAI_SCALE to ci, cpu or full "
+          "before starting Jupyter, or run os.environ['MINIAI_SCALE'] = 'full' before the cells that train.")
 
 # %% ../nbs/00_core.ipynb #fa3da401
 def cache_dir(*parts) -> Path:
     "A folder under miniai's cache (`MINIAI_CACHE`, default `~/.cache/miniai`), created if needed."
-    root = Path(os.environ.get('MINIAI_CACHE', Path.home()/'.cache'/'miniai')).expanduser()
+    env = os.environ.get('MINIAI_CACHE', '').strip()
+    root = Path(env or Path.home()/'.cache'/'miniai').expanduser()
     p = root.joinpath(*parts)
-    p.mkdir(parents=True, exist_ok=True)
+    try: p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        src = f'MINIAI_CACHE={env}' if env else 'the default cache folder'
+        raise OSError(f"miniai cannot use {src}: creating {p} failed ({e.strerror or e}). Point MINIAI_CACHE at a "
+                      "writable folder.") from e
     return p

@@ -90,6 +90,7 @@ NET_PREFIX = 'fmnist_resnet'
 def feature_net_config(scale: str | None = None, **overrides) -> dict:
     "The full training recipe of the feature net for `scale` ('ci' or 'full'; default: the current scale), with `overrides`."
     scale = current_scale() if scale is None else scale
+    if scale == 'cpu': scale = 'ci'
     if scale not in FEATURE_NET_RECIPES: raise ValueError(f"scale={scale!r} is not a feature-net recipe: use one of {list(FEATURE_NET_RECIPES)}.")
     cfg = {**_COMMON, **FEATURE_NET_RECIPES[scale]}
     bad = set(overrides) - set(cfg)
