@@ -14,7 +14,7 @@ DEMO_OUT ?= demo_out
 KERNEL := miniai
 KERNEL_DISPLAY := miniai (.venv)
 
-.PHONY: setup data test check-export check-clean lint lab demo demo-classify export clean-nbs readme
+.PHONY: setup data test check-export check-clean lint lab demo demo-classify gpu-check export clean-nbs readme
 # steps run in the order written, also under make -j
 .NOTPARALLEL:
 
@@ -55,7 +55,7 @@ check-clean: setup
 
 # exported code: lines of at most 120 characters, no unused imports (rules in tools/ruff.toml)
 lint: setup
-	$(BIN)/ruff check --config tools/ruff.toml miniai
+	$(PY) tools/lint.py
 
 # The main job: train -> sample -> eval at the CLI's CPU-sized defaults (micro U-Net, Karras preconditioning, one epoch,
 # about 8 minutes on 2 cores), 256 samples with DPM-Solver++(2M) at 20 steps, FID/KID at N=256.
@@ -73,6 +73,12 @@ demo: setup
 CLASSIFY_OUT ?= classify_out
 demo-classify: setup
 	$(BIN)/miniai classify --out $(CLASSIFY_OUT)
+
+# Is miniai ready for a GPU? On a CUDA machine: the fp32/fp16/bf16 and accelerate fits, sampling and checkpoints on the
+# GPU (resumed on the CPU), GPU throughput, the CI-scale training notebooks -> bench/results/gpu_check.json (a few
+# minutes). Without CUDA it is a dry run of the same checks on the CPU at toy size (-> gpu_check_dry_run.json).
+gpu-check: setup
+	$(PY) bench/gpu_check.py --notebooks
 
 # The lessons: JupyterLab on nbs/, new notebooks get the miniai kernel. Ctrl-C stops it.
 # LAB_ARGS passes options, e.g. make lab LAB_ARGS="--no-browser --port=8890" on a remote machine. As root (a container),

@@ -1,8 +1,9 @@
-"""12_noise_pred's comparison at a CPU-sized scale: the t-conditioned U-Net, the no-T U-Net with the schedule's ᾱ, and the
-no-T U-Net with each image's ᾱ predicted by the noise-level regressor, all sampled by DDIM from the same noise, by FID.
+"""12_noise_pred's comparison at a CPU-sized scale: the t-conditioned U-Net, the no-T U-Net with the schedule's ᾱ, and
+the no-T U-Net with each image's ᾱ predicted by the noise-level regressor, all sampled by DDIM from the same noise, by
+FID.
 
-The notebook's CI scale (3,000 images, one epoch of an 8/16/32 U-Net, 128 samples) only shows that the pipeline runs: its
-FIDs are in the hundreds and change order with the seed. Its full scale (the course's (32, 64, 128, 256) U-Nets with
+The notebook's CI scale (3,000 images, one epoch of an 8/16/32 U-Net, 128 samples) only shows that the pipeline runs:
+its FIDs are in the hundreds and change order with the seed. Its full scale (the course's (32, 64, 128, 256) U-Nets with
 attention, 25 epochs, 2,048 samples) needs a GPU. This script sits in between, sized for the 2-core CPU:
 
 - data: all 60,000 training images, 32x32 in [-1, 1]; validation on the first 2,048 test images;
@@ -12,16 +13,18 @@ attention, 25 epochs, 2,048 samples) needs a GPU. This script sits in between, s
 - the regressor: `noise_level_net()` (widths 8..128), AdamW OneCycle to lr 1e-2, bs 128, `--reg-epochs`;
 - sampling: `--n` images from the same starting noise, `--steps` DDIM steps, η = 1 for all three methods, plus the
   η sweep (0.5, 0) for the predicted-ᾱ sampler and η = 0 for the t-model;
-- FID/KID at N = `--n` against the 10,000 test images with the feature net `--feature` (its hash is in the JSON).
+- FID/KID at N = `--n` against the 10,000 test images with the feature network shipped with miniai (or `--feature`;
+  its hash is in the JSON).
 
 Every stage is saved under --run-dir (models, regressor, samples as tensors), so an interrupted run continues where it
-stopped and the samples can be scored again with another feature net (`--feature full` once that net is built).
+stopped and the samples can be scored again with another feature net; the run folder is locked while the script runs.
 
-  .venv/bin/python bench/noise_pred_cpu.py                    # the figures in 12_noise_pred's prose (64 min on the idle 2-core CPU)
-  .venv/bin/python bench/noise_pred_cpu.py --n-train 512 --epochs 1 --reg-epochs 1 --n 32 --steps 5 --run-dir /tmp/np --out /tmp/np.json   # smoke
+  .venv/bin/python bench/noise_pred_cpu.py             # the figures in 12_noise_pred's prose (64 min, idle 2-core CPU)
+  .venv/bin/python bench/noise_pred_cpu.py --n-train 512 --epochs 1 --reg-epochs 1 --n 32 --steps 5 \\
+      --run-dir /tmp/np --out /tmp/np.json             # a smoke run
 Writes bench/results/noise_pred_cpu.json and a PNG (samples of each method, FID bars).
 """
-import argparse, platform, sys, time
+import argparse, time
 from functools import partial
 from pathlib import Path
 
@@ -36,11 +39,12 @@ import matplotlib.pyplot as plt
 from miniai.core import set_seed, def_device
 from miniai.datasets import fashion_mnist_tensors, DataLoaders
 from miniai.learner import Learner, DeviceCB, TrainCB, MetricsCB, BatchSchedCB, ProgressCB
-from miniai.karras import tiny_unet
-from miniai.cli import PRESETS
-from miniai.noise_pred import ContNoiseCB, NoiseLevelCB, NoT, noise_level_net, noisify_cont, abar_clamped, inv_abar_cos, ddim_cont, ddim_no_t
-from miniai.fid import ImageEval, feature_net
-from _common import write_json
+from miniai.ddpm_v2 import tiny_unet
+from miniai.denoisers import NoT
+from miniai.settings import PRESETS
+from miniai.noise_pred import (ContNoiseCB, NoiseLevelCB, noise_level_net, noisify_cont, alphabar_clamped,
+                               inv_alphabar_cos, ddim_cont, ddim_no_t)
+from _common import FEATURES, RESULTS, image_eval, run_folder, stage, write_json
 
 # name -> (model, sampler, eta); 'pred' samplers use the regressor
 METHODS = {
@@ -63,17 +67,6 @@ def fit(model, dls, cbs, epochs, lr, opt_func, progress):
     return [h['loss'] for h in metrics.history if h['train'] == 'eval'][-1], time.time() - t0
 
 
-def stage(path, make, cfg):
-    "Load the result of a finished stage from `path` if it was made with the settings `cfg`, or run `make()` and save what it returns (a dict)."
-    if path.exists():
-        d = torch.load(path, weights_only=True)
-        if d.get('cfg') != cfg:
-            sys.exit(f"{path} was made with {d.get('cfg')}, this call asks for {cfg}: give another --run-dir, or delete the file to redo that stage.")
-        return d
-    d = dict(make(), cfg=cfg); tmp = path.with_suffix('.tmp'); torch.save(d, tmp); tmp.replace(path)
-    return d
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--epochs', type=int, default=2, help='epochs for each U-Net')
@@ -81,19 +74,21 @@ def main():
     p.add_argument('--n-train', type=int, default=None, help='training images (default: all 60,000)')
     p.add_argument('--n', type=int, default=1024, help='samples per method (the FID N)')
     p.add_argument('--steps', type=int, default=100)
-    p.add_argument('--feature', choices=('ci', 'full'), default='ci')
+    p.add_argument('--feature', choices=FEATURES, default='shipped', help='FID feature network (default: %(default)s)')
     p.add_argument('--run-dir', default='runs/noise_pred_cpu')
     p.add_argument('--progress', action='store_true')
     p.add_argument('--out', default=None, help='default: bench/results/noise_pred_cpu.json')
     a = p.parse_args()
-    run = Path(a.run_dir); run.mkdir(parents=True, exist_ok=True)
-    out = Path(a.out or Path(__file__).parent/'results'/'noise_pred_cpu.json')
+    with run_folder(a.run_dir): run_stages(a, Path(a.run_dir))
+
+
+def run_stages(a, run: Path):
+    "Every stage in the (locked) run folder `run`: reloaded if saved, else done and saved."
+    out = Path(a.out or RESULTS/'noise_pred_cpu.json')
 
     data = fashion_mnist_tensors(scaling='-11', pad=True, n_train=a.n_train, n_test=2048)
-    res = dict(epochs=a.epochs, reg_epochs=a.reg_epochs, n_train=len(data['train'][0]), n=a.n, steps=a.steps, unet=dict(PRESETS['micro']),
-               device=str(def_device), gpu=torch.cuda.get_device_name() if def_device.type == 'cuda' else None,
-               cpu_threads=torch.get_num_threads(), machine=platform.machine(), torch=torch.__version__,
-               command=' '.join(['python', *sys.argv]), models={}, methods={})
+    res = dict(epochs=a.epochs, reg_epochs=a.reg_epochs, n_train=len(data['train'][0]), n=a.n, steps=a.steps,
+               unet=dict(PRESETS['micro']), feature=a.feature, models={}, methods={})
     models = {}
     for key in ('t', 'not'):
         def train(key=key):
@@ -101,13 +96,15 @@ def main():
             m = tiny_unet(**PRESETS['micro'], zero_init=True)
             m = NoT(m) if key == 'not' else m
             dls = DataLoaders.from_tensors(data['train'], data['test'], bs=64)
-            loss, secs = fit(m, dls, [ContNoiseCB(), TrainCB(n_inp=2)], a.epochs, 5e-3, partial(optim.Adam, eps=1e-5), a.progress)
+            loss, secs = fit(m, dls, [ContNoiseCB(), TrainCB(n_inp=2)], a.epochs, 5e-3, partial(optim.Adam, eps=1e-5),
+                             a.progress)
             return dict(state=m.state_dict(), valid_mse=loss, train_minutes=secs/60)
         d = stage(run/f'unet_{key}.pt', train, dict(model=key, epochs=a.epochs, n_train=res['n_train']))
         m = tiny_unet(**PRESETS['micro'], zero_init=True)
         m = NoT(m) if key == 'not' else m
         m.load_state_dict(d['state']); models[key] = m.to(def_device).eval()
-        res['models'][key] = dict(valid_mse=round(float(d['valid_mse']), 5), train_minutes=round(float(d['train_minutes']), 1))
+        res['models'][key] = dict(valid_mse=round(float(d['valid_mse']), 5),
+                                  train_minutes=round(float(d['train_minutes']), 1))
         print(f"U-Net {key}: validation MSE {d['valid_mse']:.4f}, {d['train_minutes']:.1f} min", flush=True)
         write_json(out, res)
 
@@ -122,14 +119,16 @@ def main():
     set_seed(7)
     (xt, tv), _ = noisify_cont(data['test'][0])
     with torch.no_grad(): lg = torch.cat([reg(xt[i:i+256].to(def_device)).cpu() for i in range(0, len(xt), 256)])
-    err_t = (inv_abar_cos(lg.sigmoid()) - tv).abs()
-    res['regressor'] = dict(valid_mse_logit=round(float(d['valid_mse']), 4), train_minutes=round(float(d['train_minutes']), 1),
-                            spearman=round(float(spearmanr(abar_clamped(tv).logit(), lg)[0]), 4),
-                            median_abs_err_t=round(err_t.median().item(), 4), p90_abs_err_t=round(err_t.quantile(0.9).item(), 4))
+    err_t = (inv_alphabar_cos(lg.sigmoid()) - tv).abs()
+    res['regressor'] = dict(valid_mse_logit=round(float(d['valid_mse']), 4),
+                            train_minutes=round(float(d['train_minutes']), 1),
+                            spearman=round(float(spearmanr(alphabar_clamped(tv).logit(), lg)[0]), 4),
+                            median_abs_err_t=round(err_t.median().item(), 4),
+                            p90_abs_err_t=round(err_t.quantile(0.9).item(), 4))
     print(f"regressor: {res['regressor']}", flush=True)
     write_json(out, res)
 
-    ie = ImageEval(feature_net(scale=a.feature))
+    ie = image_eval(a.feature)
     set_seed(5)
     x0 = torch.randn(a.n, 1, 32, 32)
     samples = {}
@@ -142,14 +141,17 @@ def main():
                 f = (partial(ddim_no_t, models[key], reg) if how == 'pred' else partial(ddim_cont, models[key]))
                 xs.append(f(x, a.steps, eta=eta, progress=a.progress).cpu())
             return dict(x=torch.cat(xs), seconds=time.time() - t0)
-        d = stage(run/f'samples_{i}_{a.n}_{a.steps}.pt', draw, dict(method=name, n=a.n, steps=a.steps, epochs=a.epochs, reg_epochs=a.reg_epochs, n_train=res['n_train']))
+        d = stage(run/f'samples_{i}_{a.n}_{a.steps}.pt', draw, dict(method=name, n=a.n, steps=a.steps, epochs=a.epochs,
+                                                                    reg_epochs=a.reg_epochs, n_train=res['n_train']))
         samples[name] = d['x']
-        res['methods'][name] = dict(model=key, abar=how, eta=eta, sample_seconds=round(float(d['seconds']), 1), **ie.evaluate(d['x'].clamp(-1, 1)))
+        res['methods'][name] = dict(model=key, abar=how, eta=eta, sample_seconds=round(float(d['seconds']), 1),
+                                    **ie.evaluate(d['x'].clamp(-1, 1)))
         print(f"{name:26s} FID {res['methods'][name]['fid']:8.2f}  KID {res['methods'][name]['kid']:.4f}", flush=True)
         write_json(out, res)
     res['real training images'] = ie.evaluate(data['train'][0][:a.n])
     write_json(out, res)
-    print(f"real training images       FID {res['real training images']['fid']:8.2f} (N={a.n}, feature net {res['real training images']['feature_net']})")
+    real = res['real training images']
+    print(f"real training images       FID {real['fid']:8.2f} (N={a.n}, feature net {real['feature_net']})")
 
     fig = plt.figure(figsize=(13, 6.4))
     gs = fig.add_gridspec(2, 3, height_ratios=[1, 0.9])
@@ -158,14 +160,17 @@ def main():
         g = samples[name][:32].clamp(-1, 1)
         k = len(g); nc = min(8, k); nr = -(-k//nc)
         g = torch.cat([g, g.new_full((nr*nc - k, *g.shape[1:]), -1.)])
-        ax.imshow(((g + 1)/2).view(nr, nc, 32, 32).permute(0, 2, 1, 3).reshape(nr*32, nc*32), cmap='gray', vmin=0, vmax=1); ax.axis('off')
+        grid = ((g + 1)/2).view(nr, nc, 32, 32).permute(0, 2, 1, 3).reshape(nr*32, nc*32)
+        ax.imshow(grid, cmap='gray', vmin=0, vmax=1); ax.axis('off')
         ax.set_title(f"{name}: FID {res['methods'][name]['fid']:.1f}", fontsize=10)
     ax = fig.add_subplot(gs[1, :])
     names = list(res['methods'])
     ax.barh(names, [res['methods'][k]['fid'] for k in names]); ax.invert_yaxis()
-    for i, k in enumerate(names): ax.text(res['methods'][k]['fid'], i, f" {res['methods'][k]['fid']:.1f}", va='center', fontsize=8)
-    ax.axvline(res['real training images']['fid'], c='k', ls=':', label=f"real training images ({res['real training images']['fid']:.1f})")
-    ax.set_xlabel(f"FID (N={a.n}, {a.steps} DDIM steps, feature net {res['real training images']['feature_net']}; lower is better)", fontsize=9)
+    for i, k in enumerate(names):
+        ax.text(res['methods'][k]['fid'], i, f" {res['methods'][k]['fid']:.1f}", va='center', fontsize=8)
+    ax.axvline(real['fid'], c='k', ls=':', label=f"real training images ({real['fid']:.1f})")
+    ax.set_xlabel(f"FID (N={a.n}, {a.steps} DDIM steps, feature net {real['feature_net']}; lower is better)",
+                  fontsize=9)
     ax.tick_params(labelsize=9); ax.legend(fontsize=8, loc='lower right')
     fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=90)
     print(f'wrote {out} and {out.with_suffix(".png")}')

@@ -13,8 +13,7 @@ shared the machine while the run trained (several runs can then share it, each o
   python bench/quality_curves.py eval --name micro_ema --img-per-s 133 --minutes 10 30 60 --n 2048
 The training part continues from its last checkpoint when run again (same --name); eval keeps finished rows.
 """
-import argparse, json, math, platform, sys, time
-from copy import deepcopy
+import argparse, json, sys, time
 from functools import partial
 from pathlib import Path
 
@@ -25,48 +24,15 @@ from torch import optim
 from miniai.core import set_seed
 from miniai.datasets import DataLoaders, fashion_mnist_tensors
 from miniai.learner import Learner, Callback, DeviceCB, TrainCB, CancelFitException
-from miniai.checkpoint import CheckpointCB
-from miniai.karras import KarrasCB, tiny_unet
+from miniai.checkpoint import CheckpointCB, RunLock, atomic_save, atomic_write_json, safe_load
+from miniai.fid import ImageEval, fid_report
+from miniai.denoisers import KarrasDenoiser
+from miniai.samplers import sample_dpmpp_2m
+from miniai.karras import KarrasCB, sigmas_karras
+from miniai.settings import PRESETS, RunConfig
+from miniai.recipes import EMACB, InvSqrtLR, FlipCB, build_model
 
-PRESETS = {
-    'micro': dict(nfs=(16, 32, 64), layers_per_block=1, groups=8, attn=False),
-    'tiny': dict(nfs=(32, 64, 128), layers_per_block=1, groups=8, attn=False),
-    'micro2': dict(nfs=(16, 32, 64), layers_per_block=2, groups=8, attn=False),
-}
 RUNS = Path('runs/quality')
-
-
-def ema_decay(step, power=2/3, max_decay=0.9999):
-    "EMA decay with a warm-up: 1 - (1 + step)^-power, so early averages are short and later ones long."
-    return min(max_decay, 1 - (1 + step)**-power)
-
-
-class EMACB(Callback):
-    "Keep an exponential moving average of the model's weights, updated after every optimiser step."
-    order = 10
-    def __init__(self, power=2/3): self.power, self.ema, self.steps = power, None, 0
-    def before_fit(self, learn):
-        if self.ema is None: self.ema = deepcopy(learn.model).eval().requires_grad_(False)
-    @torch.no_grad()
-    def after_step(self, learn):
-        d = ema_decay(self.steps, self.power)
-        for e, p in zip(self.ema.parameters(), learn.model.parameters()): e.lerp_(p, 1 - d)
-        for e, b in zip(self.ema.buffers(), learn.model.buffers()): e.copy_(b)
-        self.steps += 1
-    def state_dict(self): return {'ema': self.ema.state_dict(), 'steps': self.steps}
-    def load_state_dict(self, sd):
-        self.ema.load_state_dict(sd['ema']); self.steps = sd['steps']
-
-
-class InvSqrtLR(Callback):
-    "lr = lr_max * min(step/warmup, 1) / sqrt(max(step/t_ref, 1)) (EDM2's schedule, with a linear warm-up)."
-    order = 5
-    def __init__(self, lr_max, warmup=200, t_ref=2000): self.lr_max, self.warmup, self.t_ref = lr_max, warmup, t_ref
-    def before_batch(self, learn):
-        if not learn.training: return
-        s = learn.train_iter + 1
-        lr = self.lr_max*min(s/self.warmup, 1)/math.sqrt(max(s/self.t_ref, 1))
-        for g in learn.opt.param_groups: g['lr'] = lr
 
 
 class SnapshotCB(Callback):
@@ -83,28 +49,30 @@ class SnapshotCB(Callback):
         seen = learn.train_iter*self.bs  # CheckpointCB (order 0.5) counts training batches in learn.train_iter
         if seen % self.every < self.bs:
             wall = self.wall + time.time() - self.t0
-            torch.save({'model': learn.model.state_dict(), 'ema': self.ema_cb.ema.state_dict(), 'images': seen,
-                        'steps': learn.train_iter, 'wall_seconds': round(wall, 1)}, self.folder/f'snap_{seen:08d}.pt')
+            atomic_save({'model': learn.model.state_dict(), 'ema': self.ema_cb.ema.state_dict(), 'images': seen,
+                         'steps': learn.train_iter, 'wall_seconds': round(wall, 1)}, self.folder/f'snap_{seen:08d}.pt')
             print(f'snapshot at {seen:,} images, {wall/60:.1f} min wall, loss {learn.loss.item():.4f}', flush=True)
         if seen >= self.max: raise CancelFitException()
 
 
 def train(a):
     torch.set_num_threads(a.threads)
-    folder = RUNS/a.name; folder.mkdir(parents=True, exist_ok=True)
+    folder = RUNS/a.name
+    lock = RunLock(folder).acquire()   # one writer per run folder; released when the process ends
     cfg = dict(vars(a)); cfg.pop('func')
     cfg_path = folder/'config.json'
     if cfg_path.exists():
         old = json.loads(cfg_path.read_text())
         diff = {k: (old.get(k), v) for k, v in cfg.items() if k not in ('max_images', 'threads') and old.get(k) != v}
         if diff: sys.exit(f'{folder} was trained with other settings {diff}; use another --name')
-    cfg_path.write_text(json.dumps(cfg, indent=1))
+    atomic_write_json(cfg_path, cfg)
     set_seed(a.seed)
     d = fashion_mnist_tensors(pad=True, scaling='-11')
     x = d['train'][0]
     sigma_data = round(x.std().item(), 4)
+    atomic_write_json(folder/'sigma_data.json', {'sigma_data': sigma_data})
     dls = DataLoaders.from_tensors((x,), (x[:256],), bs=a.bs)
-    model = tiny_unet(**PRESETS[a.preset], zero_init=True)
+    model = build_model(RunConfig(preset=a.preset))
     ema = EMACB(a.ema_power)
     cbs = [DeviceCB(), KarrasCB(sigma_data, p_mean=a.p_mean, p_std=a.p_std), TrainCB(n_inp=2),
            InvSqrtLR(a.lr, a.warmup, a.t_ref), ema, SnapshotCB(folder, a.snap_every, a.max_images, ema, a.bs),
@@ -113,16 +81,41 @@ def train(a):
     learn = Learner(model, dls, F.mse_loss, lr=a.lr, cbs=cbs, opt_func=partial(optim.Adam, eps=1e-5))
     print(f'{a.name}: {sum(p.numel() for p in model.parameters()):,} parameters, sigma_data {sigma_data}, '
           f'{torch.get_num_threads()} thread(s)', flush=True)
-    learn.fit(1000, valid=False)
+    try: learn.fit(1000, valid=False)
+    finally: lock.release()
 
 
-class FlipCB(Callback):
-    "Mirror each training image left-right with probability 1/2 (before the noise is added)."
-    order = DeviceCB.order + 0.5
-    def before_batch(self, learn):
-        x = learn.batch[0]
-        flip = torch.rand(len(x), 1, 1, 1, device=x.device) < 0.5
-        learn.batch = (torch.where(flip, x.flip(-1), x), *learn.batch[1:])
+@torch.no_grad()
+def evaluate(a):
+    "Score the snapshot nearest to each of `--minutes` (raw and EMA weights): FID at N with DPM-Solver++(2M)."
+    torch.set_num_threads(a.threads)
+    folder = RUNS/a.name
+    snaps = {int(p.stem.split('_')[1]): p for p in folder.glob('snap_*.pt')}
+    if not snaps: sys.exit(f'{folder} has no snapshots yet: train first (python {sys.argv[0]} train --name {a.name})')
+    preset = json.loads((folder/'config.json').read_text())['preset']
+    sigma_data = json.loads((folder/'sigma_data.json').read_text())['sigma_data']
+    out = Path(a.out or folder/'curve.json')
+    res = json.loads(out.read_text()) if out.exists() else {'rows': []}
+    done = {(r['images'], r['weights'], r['n'], r['steps']) for r in res['rows']}
+    ie = ImageEval()
+    for m in a.minutes:
+        images = min(snaps, key=lambda i: abs(i - m*60*a.img_per_s))
+        for w in ('raw', 'ema'):
+            if (images, w, a.n, a.steps) in done: continue
+            sd = safe_load(snaps[images])
+            net = build_model(RunConfig(preset=preset))
+            net.load_state_dict(sd['model' if w == 'raw' else 'ema'])
+            D = KarrasDenoiser(net.eval(), sigma_data)
+            g = torch.Generator().manual_seed(0)
+            xs = [sample_dpmpp_2m(D, torch.randn(min(256, a.n - i), 1, 32, 32, generator=g)*80., sigmas_karras(a.steps),
+                                  progress=False) for i in range(0, a.n, 256)]
+            r = ie.evaluate(torch.cat(xs).clamp(-1, 1))
+            res['rows'].append(dict(name=a.name, preset=preset, images=images, minutes=round(images/a.img_per_s/60, 1),
+                                    weights=w, n=a.n, steps=a.steps, nfe=a.steps, fid=r['fid'], kid=r['kid'],
+                                    floor=r['floor'], feature_net=r['feature_net']))
+            atomic_write_json(out, res)
+            print(f"{a.name} after {images:,} images (~{images/a.img_per_s/60:.0f} idle minutes), {w}: {fid_report(r)}",
+                  flush=True)
 
 
 def main():
@@ -144,6 +137,15 @@ def main():
     t.add_argument('--threads', type=int, default=1)
     t.add_argument('--seed', type=int, default=0)
     t.set_defaults(func=train)
+    e = sub.add_parser('eval')
+    e.add_argument('--name', required=True)
+    e.add_argument('--img-per-s', type=float, required=True, help="the idle machine's training throughput for this run")
+    e.add_argument('--minutes', type=float, nargs='+', default=[10, 30, 60, 120])
+    e.add_argument('--n', type=int, default=2048)
+    e.add_argument('--steps', type=int, default=20, help='DPM-Solver++(2M) steps (= model evaluations)')
+    e.add_argument('--threads', type=int, default=2)
+    e.add_argument('--out', default=None, help='JSON of the rows (default: runs/quality/NAME/curve.json)')
+    e.set_defaults(func=evaluate)
     a = p.parse_args()
     a.func(a)
 

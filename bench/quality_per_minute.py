@@ -1,4 +1,4 @@
-"""Benchmark 2 of the main-job issue: sample quality per training minute, the course's lesson-15 recipe against miniai's.
+"""Benchmark 2 of the main-job issue: sample quality per training minute, the course's lesson-15 recipe vs miniai's.
 
 Both recipes train on Fashion-MNIST (32x32, [-1, 1]) for the same wall-clock budget, one after the other in this process
 on this machine, then draw `--n` samples each and are scored by FID/KID at the same N with the same feature net.
@@ -10,17 +10,17 @@ on this machine, then draw `--n` samples each and are scored by FID/KID at the s
   per level, DDPM init of 10_ddpm_v2), Karras preconditioning (13_karras), Adam lr 5e-3 eps 1e-5, one-cycle, bs 64;
   sampled with DPM-Solver++(2M) at 20 steps.
 
-Both follow a one-cycle learning-rate schedule *in wall-clock time*: the lr at each batch is set from the fraction of the
-budget used so far (linear warm-up over the first 30% from max_lr/25, cosine down to ~0 at the end), and training stops
-when the budget is spent. So each recipe trains for exactly the minutes given and always finishes its schedule, however
-fast its batches are. (The first run of this script sized a step-based OneCycle from a few timed batches instead; the
-estimate was off by up to 36%, and the course recipe used 441 of its 600 seconds.)
+Both follow a one-cycle learning-rate schedule *in wall-clock time*: the lr at each batch is set from the fraction of
+the budget used so far (linear warm-up over the first 30% from max_lr/25, cosine down to ~0 at the end), and training
+stops when the budget is spent. So each recipe trains for exactly the minutes given and always finishes its schedule,
+however fast its batches are. (The first run of this script sized a step-based OneCycle from a few timed batches
+instead; the estimate was off by up to 36%, and the course recipe used 441 of its 600 seconds.)
 
   python bench/quality_per_minute.py --minutes 10 --n 128     # the figure in the README (48 min on the idle 2-core CPU)
   python bench/quality_per_minute.py --minutes 1 --n 32       # a smoke run
 Writes bench/results/quality_per_minute_<device>.json and a PNG with both recipes' samples.
 """
-import argparse, json, sys, math, platform, time
+import argparse, math, time
 from functools import partial
 from pathlib import Path
 
@@ -31,51 +31,51 @@ import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 
 from miniai.core import def_device, set_seed
-from miniai.datasets import DataLoaders, show_images
-from miniai.learner import Learner, Callback, DeviceCB, TrainCB, ProgressCB, CancelFitException
-from miniai.karras import tiny_unet
-from miniai.fid import ImageEval, feature_net
-from miniai.cli import PRESETS, build_model, diffusion_data, objective_cb, generate, nfe
+from miniai.datasets import DataLoaders
+from miniai.learner import Learner, DeviceCB, TrainCB, ProgressCB
+from miniai.ddpm_v2 import tiny_unet
+from miniai.settings import PRESETS, recipe
+from miniai.recipes import OBJECTIVE_PARTS, RunInfo, diffusion_data, generate, nfe
+from _common import FEATURES, RESULTS, TimeBudgetCB, image_eval, write_json
 
+# the course's lesson-15 recipe and `make demo`'s (miniai.settings.recipe), trained here for minutes instead of epochs
 RECIPES = {
-    'course': dict(cfg=dict(objective='ddpm', preset='course', schedule='linear', n_steps=1000), zero_init=False, lr=4e-3, eps=1e-8,
-                   bs=128, sampler='ddpm', steps=1000),
-    'miniai': dict(cfg=dict(objective='karras', preset='micro'), zero_init=True, lr=5e-3, eps=1e-5, bs=64, sampler='dpmpp_2m', steps=20),
+    'course': dict(cfg=recipe('course'), zero_init=False, eps=1e-8, sampler='ddpm', steps=1000),
+    'miniai': dict(cfg=recipe('demo'), zero_init=True, eps=1e-5, sampler='dpmpp_2m', steps=20),
 }
 
 
-class TimeBudgetCB(Callback):
-    "One-cycle lr as a function of the wall-clock fraction of `seconds` used; stops training when the budget is spent."
-    order = 100
+class OneCycleBudgetCB(TimeBudgetCB):
+    "`TimeBudgetCB` that also sets a one-cycle lr from the share of its wall-clock budget used so far."
     def __init__(self, max_lr, seconds, pct_start=0.3, div=25., final_div=1e4):
-        self.max_lr, self.seconds, self.pct, self.div, self.final_div, self.steps = max_lr, seconds, pct_start, div, final_div, 0
+        super().__init__(seconds)
+        self.max_lr, self.pct, self.div, self.final_div = max_lr, pct_start, div, final_div
     def lr_at(self, f):
         lo, end = self.max_lr/self.div, self.max_lr/self.div/self.final_div
         if f < self.pct: return lo + (self.max_lr - lo)*f/self.pct
         return end + (self.max_lr - end)*(1 + math.cos(math.pi*min(1., (f - self.pct)/(1 - self.pct))))/2
-    def before_fit(self, learn): self.t0 = time.time()
     def before_batch(self, learn):
         if not learn.training: return
-        for g in learn.opt.param_groups: g['lr'] = self.lr_at((time.time() - self.t0)/self.seconds)
-    def after_batch(self, learn):
-        if not learn.training: return
-        self.steps += 1
-        if time.time() - self.t0 >= self.seconds: raise CancelFitException()
+        for g in learn.opt.param_groups: g['lr'] = self.lr_at(self.fraction())
 
 
 def train_for(name, r, x, seconds, progress):
-    "Train recipe `r` for about `seconds`; returns (model, config, record)."
+    "Train recipe `r` for about `seconds`; returns (model, run info, record)."
     set_seed(0)
-    cfg = dict(r['cfg'], sigma_data=round(x.std().item(), 4))
-    model = tiny_unet(**PRESETS[cfg['preset']], zero_init=r['zero_init'])
-    dls = DataLoaders.from_tensors((x,), (x[:256],), bs=r['bs'])
-    budget = TimeBudgetCB(r['lr'], seconds)
-    cbs = [DeviceCB(), objective_cb(cfg), TrainCB(n_inp=2), budget] + ([ProgressCB()] if progress else [])
-    learn = Learner(model, dls, F.mse_loss, lr=r['lr'], cbs=cbs, opt_func=partial(optim.Adam, eps=r['eps']))
+    cfg, sigma_data = r['cfg'], round(x.std().item(), 4)
+    model = tiny_unet(**PRESETS[cfg.preset], zero_init=r['zero_init'])
+    dls = DataLoaders.from_tensors((x,), (x[:256],), bs=cfg.bs)
+    budget = OneCycleBudgetCB(cfg.lr, seconds)
+    cbs = [DeviceCB(), OBJECTIVE_PARTS[cfg.objective].callback(cfg, sigma_data), TrainCB(n_inp=2), budget]
+    learn = Learner(model, dls, F.mse_loss, lr=cfg.lr, cbs=cbs + ([ProgressCB()] if progress else []),
+                    opt_func=partial(optim.Adam, eps=r['eps']))
     t0 = time.time(); learn.fit(10_000, valid=False); secs = time.time() - t0
-    rec = dict(recipe=name, train_steps=budget.steps, lr_schedule='one-cycle in wall-clock time', train_seconds=round(secs, 1), images_seen=budget.steps*r['bs'],
-               lr=r['lr'], adam_eps=r['eps'], bs=r['bs'], params_m=round(sum(p.numel() for p in model.parameters())/1e6, 2), **cfg)
-    return model.eval(), cfg, rec
+    rec = dict(recipe=name, train_steps=budget.steps, lr_schedule='one-cycle in wall-clock time',
+               train_seconds=round(secs, 1), images_seen=budget.steps*cfg.bs, adam_eps=r['eps'],
+               zero_init=r['zero_init'], params_m=round(sum(p.numel() for p in model.parameters())/1e6, 2),
+               sigma_data=sigma_data, **{k: getattr(cfg, k) for k in ('objective', 'preset', 'schedule', 'n_steps',
+                                                                         'lr', 'bs')})
+    return model.eval(), RunInfo(Path('.'), cfg, sigma_data, len(x)), rec
 
 
 def main():
@@ -83,38 +83,34 @@ def main():
     p.add_argument('--minutes', type=float, default=10.)
     p.add_argument('--n', type=int, default=256)
     p.add_argument('--recipes', nargs='+', default=list(RECIPES), choices=list(RECIPES))
-    p.add_argument('--feature', choices=('ci', 'full'), default='ci')
+    p.add_argument('--feature', choices=FEATURES, default='shipped', help='FID feature network (default: %(default)s)')
     p.add_argument('--progress', action='store_true')
     p.add_argument('--out', default=None)
     a = p.parse_args()
     x, _ = diffusion_data()
-    ie = ImageEval(feature_net(scale=a.feature))
+    ie = image_eval(a.feature)
     rows, grids = [], {}
     for name in a.recipes:
         r = RECIPES[name]
-        model, cfg, rec = train_for(name, r, x, a.minutes*60, a.progress)
+        model, info, rec = train_for(name, r, x, a.minutes*60, a.progress)
         t0 = time.time()
-        s = generate(model, cfg, r['sampler'], r['steps'], n=a.n, seed=0, progress=a.progress)
-        rec.update(sampler=r['sampler'], steps=r['steps'], nfe=nfe(r['sampler'], r['steps']), sample_seconds=round(time.time() - t0, 1), **ie.evaluate(s))
-        print(f"{name:7s} {rec['train_steps']} steps in {rec['train_seconds']:.0f}s, {r['sampler']} ({rec['nfe']} NFE) in {rec['sample_seconds']:.0f}s: "
-              f"FID {rec['fid']:.2f} KID {rec['kid']:.4f} (N={a.n})", flush=True)
+        s = generate(model, info, sampler=r['sampler'], steps=r['steps'], n=a.n, seed=0, progress=a.progress)
+        rec.update(sampler=r['sampler'], steps=r['steps'], nfe=nfe(r['sampler'], r['steps']),
+                   sample_seconds=round(time.time() - t0, 1), **ie.evaluate(s))
+        print(f"{name:7s} {rec['train_steps']} steps in {rec['train_seconds']:.0f}s, {r['sampler']} ({rec['nfe']} NFE) "
+              f"in {rec['sample_seconds']:.0f}s: FID {rec['fid']:.2f} KID {rec['kid']:.4f} (N={a.n})", flush=True)
         rows.append(rec); grids[name] = s[:32]
         write(a, rows, complete=len(rows) == len(a.recipes))  # after each recipe, so a crash keeps what was measured
     plot(a, rows, grids)
 
 
 def write(a, rows, complete):
-    res = dict(minutes=a.minutes, n=a.n, device=str(def_device), gpu=torch.cuda.get_device_name() if def_device.type == 'cuda' else None,
-               cpu_threads=torch.get_num_threads(), machine=platform.machine(), torch=torch.__version__,
-               command=' '.join(['python', *sys.argv]), complete=complete, rows=rows)
+    res = dict(minutes=a.minutes, n=a.n, feature=a.feature, complete=complete, rows=rows)
     if len(rows) == 2: res['fid_ratio_miniai_over_course'] = round(rows[1]['fid']/rows[0]['fid'], 3)
-    out = out_path(a)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    print(f"wrote {out}", flush=True)
+    print(f"wrote {write_json(out_path(a), res)}", flush=True)
 
 
-def out_path(a): return Path(a.out or Path(__file__).parent/'results'/f'quality_per_minute_{def_device.type}.json')
+def out_path(a): return Path(a.out or RESULTS/f'quality_per_minute_{def_device.type}.json')
 
 
 def plot(a, rows, grids):

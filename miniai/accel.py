@@ -11,9 +11,9 @@ from copy import copy
 import torch
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
+from accelerate.state import AcceleratorState, PartialState
 
-from .learner import TrainCB, DeviceCB, MetricsCB, ProgressCB, _BATCH_STEPS
-from .checkpoint import CheckpointCB
+from .learner import TrainCB, DeviceCB, ProgressCB, check_batch, _BATCH_STEPS
 
 # %% auto #0
 __all__ = ['AMP_DTYPES', 'amp_dtype', 'autocast_supported', 'resolve_amp', 'to_fp32', 'grads_finite', 'MixedPrecision',
@@ -26,11 +26,13 @@ def amp_dtype(dtype) -> torch.dtype:
     "The torch type for 'fp16'/'bf16' (or `torch.float16`/`torch.bfloat16`); anything else is an error."
     if isinstance(dtype, torch.dtype) and dtype in AMP_DTYPES.values(): return dtype
     if isinstance(dtype, str) and dtype.lower() in AMP_DTYPES: return AMP_DTYPES[dtype.lower()]
-    raise ValueError(f"dtype={dtype!r} is not a 16-bit float type for mixed precision; use 'fp16' (torch.float16) or 'bf16' (torch.bfloat16).")
+    raise ValueError(f"dtype={dtype!r} is not a 16-bit float type for mixed precision; use 'fp16' (torch.float16) or "
+                     "'bf16' (torch.bfloat16).")
 
 def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
     "Whether `torch.autocast(device_type, dtype=dtype)` really switches on here (probed without warnings)."
-    if device_type == 'cuda' and dtype == torch.bfloat16 and torch.cuda.is_available() and not torch.cuda.is_bf16_supported(): return False
+    if device_type == 'cuda' and dtype == torch.bfloat16 and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported(): return False
     if not torch.amp.is_autocast_available(device_type): return False
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
@@ -41,26 +43,27 @@ def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
 _warned = set()
 
 def resolve_amp(device_type: str, dtype=None) -> torch.dtype | None:
-    "The autocast type for `device_type` (default: fp16 on CUDA, bf16 elsewhere), or None (fp32) with a one-time warning if unsupported."
+    "The autocast type for `device_type` (default fp16 on CUDA, else bf16), or None (fp32, warned once) if unsupported."
     dt = amp_dtype(dtype) if dtype is not None else torch.float16 if device_type == 'cuda' else torch.bfloat16
     if autocast_supported(device_type, dt): return dt
     if (device_type, dt) not in _warned:
         _warned.add((device_type, dt))
-        warnings.warn(f"MixedPrecision: autocast to {dt} is not supported on device '{device_type}' here, so this run trains in float32. "
-                      "Choose a type the device supports (e.g. dtype='fp16' on a GPU without bf16) or remove the callback.",
+        warnings.warn(f"MixedPrecision: autocast to {dt} is not supported on device '{device_type}' here, so this run "
+                      "trains in float32. Choose a type the device supports (e.g. dtype='fp16' on a GPU without bf16) "
+                      "or remove the callback.",
                       RuntimeWarning, stacklevel=2)
     return None
 
 # %% ../nbs/07_accel.ipynb #9f6c4b4c
 def to_fp32(x):
-    "Cast 16-bit float tensors (also inside lists, tuples and dicts) to float32, leaving other values and the device as they are."
+    "Cast 16-bit float tensors (also inside lists, tuples and dicts) to float32; other values and the device stay."
     if isinstance(x, torch.Tensor): return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     if isinstance(x, Mapping): return {k: to_fp32(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return type(x)(to_fp32(o) for o in x)
     return x
 
 def grads_finite(params) -> bool:
-    "True when every gradient of `params` is finite (one norm over all of them; a norm that overflows fp32 counts as not finite)."
+    "True when every gradient of `params` is finite (one norm over all of them; a norm overflowing fp32 is not finite)."
     grads = [p.grad for p in params if p.grad is not None]
     return not grads or bool(torch.nn.utils.get_total_norm(grads).isfinite())
 
@@ -69,14 +72,14 @@ def _check_sole_trainer(cb, learn):
     "Raise if another TrainCB, or the Learner's own batch methods, would run instead of (or as well as) `cb`."
     nm = type(cb).__name__
     if any(hasattr(type(learn), s) for s in _BATCH_STEPS):
-        raise ValueError(f"{nm} supplies the batch steps, but {type(learn).__name__} defines its own (predict, backward, step, ...), "
-                         f"which would bypass it: use a plain `Learner` with {nm}(n_inp=...).")
+        raise ValueError(f"{nm} supplies the batch steps, but {type(learn).__name__} defines its own (predict, "
+                         f"backward, step, ...), which would bypass it: use a plain `Learner` with {nm}(n_inp=...).")
     others = [type(o).__name__ for o in learn.cbs if o is not cb and isinstance(o, TrainCB)]
-    if others: raise ValueError(f"{nm} replaces TrainCB, but the callbacks also hold {others}, whose batch steps would run twice: "
-                                f"remove them (pass `n_inp` to {nm}).")
+    if others: raise ValueError(f"{nm} replaces TrainCB, but the callbacks also hold {others}, whose batch steps would "
+                                f"run twice: remove them (pass `n_inp` to {nm}).")
 
 class MixedPrecision(TrainCB):
-    "Autocast from `before_batch` to the loss, fp32 predictions into the loss, a loss scaler for fp16; skipped steps are counted in `n_skipped`."
+    "Autocast from `before_batch` to the loss, fp32 predictions into the loss, a loss scaler for fp16 (`n_skipped`)."
     order = DeviceCB.order + 10
     def __init__(self, dtype=None, n_inp: int = 1, scaler: bool | None = None, **scaler_kwargs):
         super().__init__(n_inp)
@@ -90,8 +93,9 @@ class MixedPrecision(TrainCB):
         self.device_type = 'cpu' if p is None else p.device.type
         self.amp = resolve_amp(self.device_type, self.dtype)                # None: fp32
         use = self.amp == torch.float16 if self.use_scaler is None else self.use_scaler
-        self.scaler = torch.amp.GradScaler(self.device_type, **self.scaler_kwargs) if use and self.amp is not None else None
-        learn.scaler, self.n_skipped = self.scaler, 0                    # `learn.scaler`: for callbacks that must know (NonFiniteGuardCB)
+        use = use and self.amp is not None
+        self.scaler = torch.amp.GradScaler(self.device_type, **self.scaler_kwargs) if use else None
+        learn.scaler, self.n_skipped = self.scaler, 0     # `learn.scaler`: for the callbacks that must know
 
     def before_batch(self, learn):
         if self.amp is None: return
@@ -128,39 +132,60 @@ class MixedPrecision(TrainCB):
         if self.scaler.get_scale() < scale: self.n_skipped += 1
 
 # %% ../nbs/07_accel.ipynb #bb57e4d9
-_EVENTS = ('before_', 'after_', 'cleanup_')
+_warned_acc = set()
 
-def _silence(cb):
-    "Turn every event handler of `cb` into a no-op, on this object only."
-    for nm in dir(type(cb)):
-        if nm.startswith(_EVENTS): setattr(cb, nm, lambda learn: None)
+def _accelerator(kwargs: dict) -> Accelerator:
+    "`Accelerator(**kwargs)` with exactly these settings: in a single process, an earlier Accelerator's state is reset."
+    if AcceleratorState._shared_state and not PartialState().use_distributed:
+        AcceleratorState._reset_state(reset_partial_state=True)   # one state per process, fixed once set: start afresh
+    try: acc = Accelerator(**kwargs)
+    except ValueError as e:
+        if 'already been initialized' not in str(e): raise
+        raise ValueError("AccelerateCB: accelerate is already set up in this process with other settings "
+                         f"(mixed_precision={AcceleratorState().mixed_precision!r}), which a launched multi-process "
+                         "run cannot change: give every AccelerateCB the same settings, or pass one `accelerator=` to "
+                         "all of them.") from None
+    key = (acc.mixed_precision, acc.device.type)
+    if acc.mixed_precision in ('fp16', 'bf16') and not acc.native_amp and key not in _warned_acc:
+        _warned_acc.add(key)
+        warnings.warn(f"AccelerateCB: accelerate does not autocast to {acc.mixed_precision} on device "
+                      f"'{acc.device.type}', so this run trains in float32. Use mixed_precision='bf16' on a CPU, or a "
+                      "GPU for fp16.", RuntimeWarning, stacklevel=3)
+    return acc
 
 class AccelerateCB(TrainCB):
-    "The batch steps through a Hugging Face `Accelerator`: devices, data-parallel processes, mixed precision; only the main process prints and saves."
-    order = ProgressCB.order - 2            # before MetricsCB and ProgressCB, so that the other processes never start them
-    def __init__(self, n_inp: int = 1, accelerator: Accelerator | None = None, main_only=(ProgressCB,), **kwargs):
+    "The batch steps through a Hugging Face `Accelerator`: devices, data-parallel processes, mixed precision."
+    order = ProgressCB.order - 2            # before MetricsCB and ProgressCB, so that they see `learn.is_main`
+    def __init__(self, n_inp: int = 1, accelerator: Accelerator | None = None, **kwargs):
+        if accelerator is not None and kwargs:
+            raise ValueError(f"AccelerateCB: give either `accelerator` or Accelerator settings ({', '.join(kwargs)}), "
+                             "not both.")
         super().__init__(n_inp)
-        self.acc = Accelerator(**kwargs) if accelerator is None else accelerator
-        self.main_only, self.n_skipped, self.model, self.orig_dls = main_only, 0, None, None
-
-    @property
-    def is_main(self) -> bool: return self.acc.is_main_process
+        self.acc, self.kwargs, self.given = accelerator, kwargs, accelerator is not None
+        self.given_mp = accelerator.mixed_precision if self.given else None
+        self.n_skipped, self.model, self.orig_dls = 0, None, None
 
     def before_fit(self, learn):
         _check_sole_trainer(self, learn)
         if any(isinstance(o, DeviceCB) for o in learn.cbs):
-            raise ValueError("AccelerateCB puts the model and the batches on each process's device itself: remove DeviceCB from the callbacks.")
-        if not self.is_main:
-            for o in learn.cbs:
-                if isinstance(o, self.main_only): _silence(o)
-                if isinstance(o, MetricsCB): o._log = lambda d: None       # keep the history, print nothing
-                if isinstance(o, CheckpointCB): o.save = lambda learn, **kw: None  # resume from the file, never write it
+            raise ValueError("AccelerateCB puts the model and the batches on each process's device itself: remove "
+                             "DeviceCB from the callbacks.")
+        if not self.given: self.acc = _accelerator(self.kwargs)
+        elif self.acc.mixed_precision != self.given_mp:
+            raise ValueError(f"AccelerateCB: its accelerator was made with mixed_precision={self.given_mp!r}, but "
+                             f"another Accelerator has since set this process to {self.acc.mixed_precision!r}: pass "
+                             f"the settings instead, AccelerateCB(mixed_precision={self.given_mp!r}), so that it makes "
+                             "its own.")
+        learn.is_main = self.acc.is_main_process
         self.orig_dls, learn.dls = learn.dls, copy(learn.dls)
-        self.model, learn.opt, learn.dls.train, learn.dls.valid = self.acc.prepare(learn.model, learn.opt, learn.dls.train, learn.dls.valid)
+        prepared = self.acc.prepare(learn.model, learn.opt, learn.dls.train, learn.dls.valid)
+        self.model, learn.opt, learn.dls.train, learn.dls.valid = prepared
         learn.scaler, self.n_skipped = self.acc.scaler, 0
 
-    def before_epoch(self, learn): self.model.train(learn.model.training)   # the Learner sets the mode of learn.model only
-    def predict(self, learn): learn.preds = self.model(*learn.batch[:self.n_inp])
+    def before_epoch(self, learn): self.model.train(learn.model.training)   # the Learner sets learn.model's mode only
+    def predict(self, learn):
+        check_batch(learn.batch, type(self).__name__)
+        learn.preds = self.model(*learn.batch[:self.n_inp])
     def after_loss(self, learn):
         if learn.training or self.acc.num_processes == 1: return
         learn.preds, learn.batch = self.acc.gather_for_metrics((learn.preds, learn.batch))
@@ -174,11 +199,12 @@ class AccelerateCB(TrainCB):
     def save(self, learn, path, **extra):
         "`Learner.save` from the main process only; every process waits until the file is written."
         self.acc.wait_for_everyone()
-        if self.is_main: learn.save(path, **extra)
+        if self.acc.is_main_process: learn.save(path, **extra)
         self.acc.wait_for_everyone()
 
     def cleanup_fit(self, learn):
-        if self.orig_dls is None: return                                   # before_fit stopped before preparing anything
+        if self.orig_dls is None: return                                   # before_fit stopped before preparing
         self.acc.unwrap_model(self.model, keep_fp32_wrapper=False)         # restores learn.model's own forward
+        vars(learn.model).pop('_is_accelerate_prepared', None)  # else the next fit's `prepare` skips it: no autocast
         if isinstance(learn.opt, AcceleratedOptimizer): learn.opt = learn.opt.optimizer
         learn.dls, learn.scaler, self.model, self.orig_dls = self.orig_dls, None, None, None

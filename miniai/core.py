@@ -19,7 +19,8 @@ __all__ = ['def_device', 'SCALES', 'default_device', 'to_device', 'to_cpu', 'per
 def default_device() -> torch.device:
     "The best available device: cuda > mps > cpu."
     if torch.cuda.is_available(): return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+    mps = getattr(torch.backends, 'mps', None)
+    if mps is not None and mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
 def_device = default_device()

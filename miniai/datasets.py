@@ -4,25 +4,29 @@
 
 # %% ../nbs/01_datasets.ipynb #65404dd1
 from __future__ import annotations
-import gzip, hashlib, math, os, shutil, struct, time
+import gzip, hashlib, math, os, shutil, struct
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 import matplotlib.pyplot as plt
 from torch.utils.data import DataLoader, default_collate
+import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, load_from_disk
+from datasets.table import InMemoryTable
 
 from .core import cache_dir
 
 # %% auto #0
 __all__ = ['FASHION_CLASSES', 'FASHION_FILES', 'SYSTEM_DATA_DIR', 'HUB_NAME', 'HOW_TO_GET', 'FASHION_FEATURES', 'SCALINGS',
            'DataError', 'read_idx', 'write_idx', 'fashion_dirs', 'find_fashion_mnist', 'fashion_mnist_arrays',
-           'load_fashion_mnist', 'scale_images', 'pad32', 'fashion_mnist_tensors', 'DataLoaders', 'collate_dict',
-           'to_tensor_tfm', 'show_image', 'subplots', 'get_grid', 'show_images']
+           'pgm_column', 'load_fashion_mnist', 'scale_images', 'pad32', 'fashion_mnist_tensors', 'DataLoaders',
+           'collate_dict', 'inplace', 'to_tensor_tfm', 'show_image', 'subplots', 'get_grid', 'show_images']
 
 # %% ../nbs/01_datasets.ipynb #306ab5e1
-FASHION_CLASSES = ['T - shirt / top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot']
+FASHION_CLASSES = ['T - shirt / top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag',
+                   'Ankle boot']
 FASHION_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 60_000),
                  'test':  ('t10k-images-idx3-ubyte',  't10k-labels-idx1-ubyte',  10_000)}
 SYSTEM_DATA_DIR = Path('/usr/share/datasets/fashion-mnist')
@@ -41,26 +45,31 @@ def _open(fn: Path):
     return gzip.open(fn, 'rb') if fn.suffix == '.gz' else open(fn, 'rb')
 
 def read_idx(fn, ndim: int, n: int | None = None) -> np.ndarray:
-    "Read an uncompressed or gzipped IDX file of unsigned bytes with `ndim` dimensions, checking magic, shape and length."
+    "Read an uncompressed or gzipped IDX file of unsigned bytes with `ndim` dimensions, checking magic, shape, length."
     fn = Path(fn)
     if not fn.exists(): raise DataError(f"{fn}: file not found. {HOW_TO_GET}")
     try:
         with _open(fn) as f: raw = f.read()
-    except (OSError, EOFError) as e: raise DataError(f"{fn}: cannot be read ({e}); the file is corrupt or truncated. {HOW_TO_GET}") from e
-    if len(raw) < 4 + 4*ndim: raise DataError(f"{fn}: only {len(raw)} bytes, too short for an IDX header; the file is truncated. {HOW_TO_GET}")
+    except (OSError, EOFError) as e:
+        raise DataError(f"{fn}: cannot be read ({e}); the file is corrupt or truncated. {HOW_TO_GET}") from e
+    if len(raw) < 4 + 4*ndim:
+        raise DataError(f"{fn}: only {len(raw)} bytes, too short for an IDX header; the file is truncated. "
+                        f"{HOW_TO_GET}")
     zero, dtype, nd = struct.unpack('>HBB', raw[:4])
     if zero != 0 or dtype != 0x08 or nd != ndim:
-        raise DataError(f"{fn}: bad IDX magic number {raw[:4].hex()} (expected 000008{ndim:02x}: unsigned bytes, {ndim} dimensions); "
-                        f"this is not the right IDX file. {HOW_TO_GET}")
+        raise DataError(f"{fn}: bad IDX magic number {raw[:4].hex()} (expected 000008{ndim:02x}: unsigned bytes, "
+                        f"{ndim} dimensions); this is not the right IDX file. {HOW_TO_GET}")
     shape = struct.unpack(f'>{ndim}I', raw[4:4 + 4*ndim])
     if n is not None and shape[0] != n: raise DataError(f"{fn}: holds {shape[0]} items, expected {n}. {HOW_TO_GET}")
     need = math.prod(shape)
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4*ndim)
-    if len(data) != need: raise DataError(f"{fn}: {len(data)} bytes of data where the header promises {need} for shape {shape}; the file is truncated or corrupt. {HOW_TO_GET}")
+    if len(data) != need:
+        raise DataError(f"{fn}: {len(data)} bytes of data where the header promises {need} for shape {shape}; "
+                        f"the file is truncated or corrupt. {HOW_TO_GET}")
     return data.reshape(shape)
 
 # %% ../nbs/01_datasets.ipynb #b72423a7
-def write_idx(fn, arr: np.ndarray, compress: bool | None = None):
+def write_idx(fn, arr: np.ndarray):
     "Write a uint8 array as an IDX file (gzipped if `fn` ends in .gz) — for tests and small custom data sets."
     fn, arr = Path(fn), np.ascontiguousarray(arr, dtype=np.uint8)
     head = struct.pack('>HBB', 0, 0x08, arr.ndim) + struct.pack(f'>{arr.ndim}I', *arr.shape)
@@ -68,68 +77,120 @@ def write_idx(fn, arr: np.ndarray, compress: bool | None = None):
 
 # %% ../nbs/01_datasets.ipynb #54a35a2a
 def _find(folder: Path, stem: str) -> Path | None:
-    for fn in (folder/f'{stem}.gz', folder/stem): 
+    for fn in (folder/f'{stem}.gz', folder/stem):
         if fn.exists(): return fn
     return None
 
+def _named_dir(path=None) -> tuple[Path, str] | None:
+    "The folder the user named — `path`, else `MINIAI_DATA` — and how it was named; None when neither is set."
+    if path is not None: return Path(path).expanduser(), f'path={str(path)!r}'
+    env = os.environ.get('MINIAI_DATA', '').strip()
+    return (Path(env).expanduser(), f'MINIAI_DATA={env}') if env else None
+
 def fashion_dirs(path=None) -> list[Path]:
-    "Folders searched for the IDX files, in order."
-    dirs = [Path(path).expanduser()] if path is not None else []
-    if os.environ.get('MINIAI_DATA'): dirs.append(Path(os.environ['MINIAI_DATA']).expanduser())
-    return dirs + [SYSTEM_DATA_DIR, cache_dir('fashion_mnist_idx')]
+    "Folders searched for the IDX files, in order: only the folder named by `path` or `MINIAI_DATA` if there is one."
+    named = _named_dir(path)
+    return [named[0]] if named else [SYSTEM_DATA_DIR, cache_dir('fashion_mnist_idx')]
+
+def _named_problem(d: Path) -> tuple[str, dict]:
+    "What keeps the named folder `d` from being used ('' if nothing), and the files found in it."
+    if not d.exists(): return 'this folder does not exist', {}
+    if not d.is_dir(): return 'this is not a folder', {}
+    if not os.access(d, os.R_OK | os.X_OK): return 'this folder cannot be read (permission denied)', {}
+    found = {stem: _find(d, stem) for split in FASHION_FILES.values() for stem in split[:2]}
+    missing = [s for s, f in found.items() if f is None]
+    if missing: return f"it has no {', '.join(missing)} (as .gz or raw)", found
+    unreadable = [f.name for f in found.values() if not os.access(f, os.R_OK)]
+    return (f"{', '.join(unreadable)} cannot be read (permission denied)" if unreadable else ''), found
 
 def find_fashion_mnist(path=None) -> dict[str, Path] | None:
-    "Paths of the four IDX files in the first folder that has them all; an explicit `path` without them is an error."
-    for i, d in enumerate(fashion_dirs(path)):
+    "Paths of the four IDX files; a folder named by `path` or `MINIAI_DATA` that lacks them is an error, not skipped."
+    named = _named_dir(path)
+    if named:
+        (d, how), unset = named, 'call without path=' if path is not None else 'unset MINIAI_DATA'
+        problem, found = _named_problem(d)
+        if problem:
+            raise DataError(f"{how}: no usable Fashion-MNIST in {d}: {problem}. Put the four IDX files there "
+                            f"(train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                            f"t10k-labels-idx1-ubyte; .gz or raw), point it at the folder that has them, or {unset} to "
+                            f"use the default places ({SYSTEM_DATA_DIR}, miniai's cache, the hub).")
+        return found
+    for d in fashion_dirs():
         found = {stem: _find(d, stem) for split in FASHION_FILES.values() for stem in split[:2]}
         if all(found.values()): return found
-        if i == 0 and path is not None:
-            missing = [s for s, f in found.items() if f is None]
-            raise DataError(f"{d}: no Fashion-MNIST here (missing {', '.join(missing)}, as .gz or raw). {HOW_TO_GET}")
     return None
 
 def fashion_mnist_arrays(path=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     "The raw data as `{'train': (images uint8 (60000,28,28), labels (60000,)), 'test': ...}` from local IDX files."
     files = find_fashion_mnist(path)
-    if files is None: raise DataError(f"Fashion-MNIST IDX files not found in any of {[str(d) for d in fashion_dirs(path)]}. {HOW_TO_GET}")
+    if files is None:
+        raise DataError(f"Fashion-MNIST IDX files not found in any of {[str(d) for d in fashion_dirs(path)]}. "
+                        f"{HOW_TO_GET}")
     out = {}
     for split, (ims, lbls, n) in FASHION_FILES.items():
         x, y = read_idx(files[ims], 3, n), read_idx(files[lbls], 1, n)
-        if x.shape[1:] != (28, 28): raise DataError(f"{files[ims]}: images are {x.shape[1:]}, expected (28, 28). {HOW_TO_GET}")
-        if y.max() > 9: raise DataError(f"{files[lbls]}: label {y.max()} is not a Fashion-MNIST class (0-9). {HOW_TO_GET}")
+        if x.shape[1:] != (28, 28):
+            raise DataError(f"{files[ims]}: images are {x.shape[1:]}, expected (28, 28). {HOW_TO_GET}")
+        if y.max() > 9:
+            raise DataError(f"{files[lbls]}: label {y.max()} is not a Fashion-MNIST class (0-9). {HOW_TO_GET}")
         out[split] = (x, y.astype(np.int64))
     return out
 
 # %% ../nbs/01_datasets.ipynb #e7e2257a
 FASHION_FEATURES = Features({'image': Image(), 'label': ClassLabel(names=FASHION_CLASSES)})
 
-def _to_dsd(arrs) -> DatasetDict:
-    return DatasetDict({split: Dataset.from_dict({'image': list(x), 'label': y}, features=FASHION_FEATURES)
-                        for split, (x, y) in arrs.items()})
+def pgm_column(x: np.ndarray) -> pa.StructArray:
+    "An Arrow column in the `Image()` feature's layout from uint8 images (n, h, w): one binary PGM (P5) per image."
+    n, h, w = x.shape
+    head = np.frombuffer(f'P5\n{w} {h}\n255\n'.encode(), dtype=np.uint8)
+    blobs = np.concatenate([np.broadcast_to(head, (n, len(head))), x.reshape(n, h*w)], axis=1)   # (n, header + h*w)
+    offsets = np.arange(n + 1, dtype=np.int32)*blobs.shape[1]
+    data = pa.BinaryArray.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(blobs)])
+    return pa.StructArray.from_arrays([data, pa.nulls(n, pa.string())], names=['bytes', 'path'])
+
+def _to_dsd(arrs, key: str) -> DatasetDict:
+    "The hub-shaped `DatasetDict` from the IDX arrays, built column by column (`key` names it: no hashing of the data)."
+    info = datasets.DatasetInfo(features=FASHION_FEATURES)
+    tables = {split: pa.table({'image': pgm_column(x), 'label': pa.array(y, pa.int64())})
+              for split, (x, y) in arrs.items()}
+    return DatasetDict({split: Dataset(InMemoryTable(t), info=info, split=split, fingerprint=f'{key}-{split}')
+                        for split, t in tables.items()})
 
 def _digest(files: dict) -> str:
-    h = hashlib.sha1()
+    h = hashlib.sha1(b'pgm')
     for stem in sorted(files): h.update(f'{stem}:{files[stem].stat().st_size}:{files[stem].resolve()}'.encode())
     return h.hexdigest()[:12]
+
+def _save_quietly(dsd: DatasetDict, folder: Path):
+    "`save_to_disk` without its progress bars (they would flash past in a fraction of a second)."
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try: dsd.save_to_disk(str(folder))
+    finally:
+        if was_on: datasets.enable_progress_bars()
 
 def load_fashion_mnist(path=None, hub: bool = True) -> DatasetDict:
     "Fashion-MNIST as a `DatasetDict` like the hub's: local IDX files first (cached as Arrow), then the hub if `hub`."
     files = find_fashion_mnist(path)
     if files is not None:
-        cache = cache_dir('fashion_mnist_arrow')/_digest(files)
+        key = _digest(files)
+        cache = cache_dir('fashion_mnist_arrow')/key
         if (cache/'dataset_dict.json').exists():
             try: return load_from_disk(str(cache))
             except Exception: pass  # a broken cache is rebuilt below
-        dsd = _to_dsd(fashion_mnist_arrays(path))
+        dsd = _to_dsd(fashion_mnist_arrays(path), key)
         tmpdir = cache.with_name(cache.name + f'.tmp{os.getpid()}')
-        dsd.save_to_disk(str(tmpdir))
+        _save_quietly(dsd, tmpdir)
         if cache.exists(): shutil.rmtree(cache)
         tmpdir.rename(cache)  # atomic: a crash mid-write leaves no half-written cache behind
         return load_from_disk(str(cache))
-    if not hub: raise DataError(f"Fashion-MNIST IDX files not found in any of {[str(d) for d in fashion_dirs(path)]}. {HOW_TO_GET}")
+    if not hub:
+        raise DataError(f"Fashion-MNIST IDX files not found in any of {[str(d) for d in fashion_dirs(path)]}. "
+                        f"{HOW_TO_GET}")
     from datasets import load_dataset
     try: return load_dataset(HUB_NAME)
-    except Exception as e: raise DataError(f"No local Fashion-MNIST, and the hub failed ({type(e).__name__}: {e}). {HOW_TO_GET}") from e
+    except Exception as e:
+        raise DataError(f"No local Fashion-MNIST, and the hub failed ({type(e).__name__}: {e}). {HOW_TO_GET}") from e
 
 # %% ../nbs/01_datasets.ipynb #2bc1f169
 SCALINGS = {'01': (0., 1.), '-11': (-1., 1.), 'half': (-.5, .5)}
@@ -144,8 +205,9 @@ def pad32(x: torch.Tensor, value: float = 0.) -> torch.Tensor:
     "Pad 28×28 images by 2 pixels per side to 32×32 (the pad takes the value of black in the current scaling)."
     return torch.nn.functional.pad(x, (2, 2, 2, 2), value=value)
 
-def fashion_mnist_tensors(path=None, scaling: str = '01', pad: bool = False, n_train: int | None = None, n_test: int | None = None):
-    "`{'train': (x, y), 'test': (x, y)}` as tensors with `x` of shape (n, 1, 28|32, 28|32), optionally the first n of each split."
+def fashion_mnist_tensors(path=None, scaling: str = '01', pad: bool = False, n_train: int | None = None,
+                          n_test: int | None = None):
+    "`{'train': (x, y), 'test': (x, y)}` as tensors, `x` of shape (n, 1, 28|32, 28|32); optionally the first n of each."
     lo = SCALINGS[scaling][0] if scaling in SCALINGS else None
     arrs, out = fashion_mnist_arrays(path), {}
     for split, n in (('train', n_train), ('test', n_test)):
@@ -161,29 +223,43 @@ class DataLoaders:
     def __init__(self, train: DataLoader, valid: DataLoader): self.train, self.valid = train, valid
 
     @classmethod
-    def from_tensors(cls, train: tuple, valid: tuple, bs: int = 256, valid_bs: int | None = None, shuffle: bool = True, **kwargs):
+    def from_tensors(cls, train: tuple, valid: tuple, bs: int = 256, valid_bs: int | None = None, shuffle: bool = True,
+                     **kwargs):
         "From `(x, y)` tensor pairs; training batches are shuffled, validation ones are not."
         tds, vds = torch.utils.data.TensorDataset(*train), torch.utils.data.TensorDataset(*valid)
-        return cls(DataLoader(tds, bs, shuffle=shuffle, **kwargs), DataLoader(vds, valid_bs or 2*bs, shuffle=False, **kwargs))
+        return cls(DataLoader(tds, bs, shuffle=shuffle, **kwargs),
+                   DataLoader(vds, valid_bs or 2*bs, shuffle=False, **kwargs))
 
     @classmethod
     def from_dd(cls, dd: DatasetDict, bs: int = 256, collate_fn=None, valid_bs: int | None = None, **kwargs):
-        "From a `DatasetDict` with two splits (train first), e.g. `load_fashion_mnist().with_transform(...)`."
+        "From a `DatasetDict` with two splits (train first); batches are tuples (`collate_dict`) unless `collate_fn`."
         tr, va = list(dd.values())[:2]
+        if collate_fn is None: collate_fn = collate_dict(tr)
         return cls(DataLoader(tr, bs, shuffle=True, collate_fn=collate_fn, **kwargs),
                    DataLoader(va, valid_bs or 2*bs, shuffle=False, collate_fn=collate_fn, **kwargs))
 
 # %% ../nbs/01_datasets.ipynb #f9d9b148
 def collate_dict(ds: Dataset, keys=None):
-    "A collate function that turns a batch of dicts into a tuple of tensors, in the order of `keys` (default: the data set's columns)."
+    "A collate function turning a batch of dicts into a tuple of tensors in the order of `keys` (default: the columns)."
     keys = list(ds.features) if keys is None else keys
     def _f(b):
-        d = default_collate(b)
+        try: d = default_collate(b)
+        except TypeError as e:
+            kinds = {k: type(v).__name__ for k, v in b[0].items()}
+            raise TypeError(f"collate_dict: the items are {kinds}, which cannot be stacked into tensors; give the data "
+                            "set a transform that makes tensors, e.g. dd.with_transform(to_tensor_tfm).") from e
         return tuple(d[k] for k in keys)
     return _f
 
+def inplace(f):
+    "The course's form of a `with_transform` function: `f` changes the batch dict in place; the wrapper returns it."
+    def _f(b):
+        f(b)
+        return b
+    return _f
+
 def to_tensor_tfm(b, scaling: str = '01', pad: bool = False):
-    "A `with_transform` function: PIL images in `b['image']` become scaled (optionally padded) float tensors of shape (1, h, w)."
+    "A `with_transform` function: PIL images in `b['image']` become scaled (optionally padded) float (1, h, w) tensors."
     xs = [scale_images(torch.from_numpy(np.array(o, dtype=np.uint8))[None], scaling) for o in b['image']]
     b['image'] = [pad32(o, SCALINGS[scaling][0]) if pad else o for o in xs]
     return b
@@ -212,18 +288,22 @@ def subplots(nrows=1, ncols=1, figsize=None, imsize=3, suptitle=None, **kwargs):
     return fig, ax
 
 def get_grid(n, nrows=None, ncols=None, **kwargs):
-    "A figure with a near-square grid of `n` axes; unused axes are hidden. Returns (fig, flat axes)."
+    "A figure with a near-square grid of `n` axes (`kwargs` go to `subplots`: figsize, imsize, suptitle...)."
     if nrows is None: nrows = math.ceil(n/ncols) if ncols else int(math.sqrt(n))
     if ncols is None: ncols = math.ceil(n/nrows)
     fig, axs = subplots(nrows, ncols, **kwargs)
     for ax in axs.flat[n:]: ax.set_axis_off()
     return fig, axs.flat[:n]
 
+_FIGURE_ARGS = ('figsize', 'dpi', 'sharex', 'sharey', 'subplot_kw', 'gridspec_kw', 'layout')
+
 def show_images(ims, nrows=None, ncols=None, titles=None, imsize=1.5, suptitle=None, **kwargs):
-    "Show a batch of images in a grid, with optional titles."
+    "Show images in a grid with optional titles; figure arguments (figsize...) go to the grid, the others to imshow."
     ims = list(ims)
-    fig, axs = get_grid(len(ims), nrows, ncols, imsize=imsize, suptitle=suptitle)
+    grid_kw = {k: kwargs.pop(k) for k in _FIGURE_ARGS if k in kwargs}
+    fig, axs = get_grid(len(ims), nrows, ncols, imsize=imsize, suptitle=suptitle, **grid_kw)
     titles = titles if titles is not None else [None]*len(ims)
-    if len(titles) != len(ims): raise ValueError(f"{len(titles)} titles for {len(ims)} images: give one title per image.")
+    if len(titles) != len(ims):
+        raise ValueError(f"{len(titles)} titles for {len(ims)} images: give one title per image.")
     for im, t, ax in zip(ims, titles, axs): show_image(im, ax=ax, title=t, **kwargs)
     return fig

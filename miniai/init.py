@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_init.ipynb #3804b2fb
 from __future__ import annotations
-import math, warnings
+import warnings
 from functools import partial
 
 import fastcore.all as fc
@@ -23,11 +23,11 @@ __all__ = ['conv', 'Hook', 'Hooks', 'append_stats', 'get_hist', 'get_min', 'Hook
 
 # %% ../nbs/04_init.ipynb #97846634
 def conv(ni, nf, ks=3, stride=2, act=nn.ReLU, norm=None, bias=None):
-    "A `ks`×`ks` conv with 'same'-style padding, then an optional norm layer and activation (bias only when there is no norm)."
+    "A `ks`×`ks` conv with 'same'-style padding, then an optional norm layer and activation (a bias only without norm)."
     if bias is None: bias = norm is None
     layers = [nn.Conv2d(ni, nf, stride=stride, kernel_size=ks, padding=ks//2, bias=bias)]
     if norm: layers.append(norm(nf))
-    if act: layers.append(act())
+    if act: layers.append(nn.ReLU() if act is True else act())   # act=True: the convolution lesson's form
     return nn.Sequential(*layers)
 
 # %% ../nbs/04_init.ipynb #e317f791
@@ -67,7 +67,7 @@ def get_min(h):
     return h1[0]/h1.sum(0)
 
 class HooksCallback(Callback):
-    "Hook the modules matching `mod_filter` (or `mods`) with `hookfunc` during fit (training only if `on_train` and not `on_valid`)."
+    "Hook the modules matching `mod_filter` (or `mods`) with `hookfunc` during fit, in training and/or validation."
     def __init__(self, hookfunc, mod_filter=fc.noop, on_train=True, on_valid=False, mods=None):
         fc.store_attr()
         super().__init__()
@@ -81,7 +81,7 @@ class HooksCallback(Callback):
     def __len__(self): return len(self.hooks)
 
 class ActivationStats(HooksCallback):
-    "Record mean/std/histogram of the activations of matching modules; plot them with `color_dim`, `dead_chart`, `plot_stats`."
+    "Record mean, std and histogram of matching modules' activations; plots: `color_dim`, `dead_chart`, `plot_stats`."
     def __init__(self, mod_filter=fc.noop): super().__init__(append_stats, mod_filter)
     def color_dim(self, figsize=(11, 5)):
         fig, axes = get_grid(len(self), figsize=figsize)
@@ -114,15 +114,19 @@ class GeneralRelu(nn.Module):
         return x
 
 def init_weights(m, leaky=0.):
-    "Kaiming-normal init of conv and linear weights for an activation with negative slope `leaky` (use with `model.apply`)."
+    "Kaiming-normal init of conv and linear weights, for an activation of negative slope `leaky` (for `model.apply`)."
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)): nn.init.kaiming_normal_(m.weight, a=leaky)
 
 # %% ../nbs/04_init.ipynb #4f4e9194
 def lsuv_init(model, ms, ms_in, xb, tol: float = 1e-3, max_iters: int = 50):
-    "LSUV: for each pair (`ms[i]` whose output is measured, `ms_in[i]` whose weight/bias are adjusted) make the output mean 0 and std 1."
-    if len(ms) != len(ms_in): raise ValueError(f"lsuv_init: {len(ms)} measured modules but {len(ms_in)} modules to adjust; give one of each per layer.")
+    "LSUV: for each pair (`ms[i]` measured, `ms_in[i]` adjusted: weight and bias) make the output's mean 0 and std 1."
+    if isinstance(ms, nn.Module): ms, ms_in = [ms], [ms_in]     # the course's form: one (measured, adjusted) pair
+    if len(ms) != len(ms_in):
+        raise ValueError(f"lsuv_init: {len(ms)} measured modules but {len(ms_in)} modules to adjust; give one of each "
+                         "per layer.")
     for m, m_in in zip(ms, ms_in):
-        if getattr(m_in, 'bias', None) is None: raise ValueError(f"lsuv_init: {m_in} has no bias to shift; LSUV needs layers with a bias (use bias=True).")
+        if getattr(m_in, 'bias', None) is None:
+            raise ValueError(f"lsuv_init: {m_in} has no bias to shift; LSUV needs layers with a bias (use bias=True).")
         stats = {}
         def f(mod, inp, outp): stats['mean'], stats['std'] = outp.mean().item(), outp.std().item()
         h = m.register_forward_hook(f)
@@ -133,5 +137,6 @@ def lsuv_init(model, ms, ms_in, xb, tol: float = 1e-3, max_iters: int = 50):
                     if abs(stats['mean']) <= tol and abs(stats['std'] - 1) <= tol: break
                     m_in.bias -= stats['mean']
                     m_in.weight.data /= stats['std']
-                else: warnings.warn(f"lsuv_init: {m} still has mean {stats['mean']:.4f}, std {stats['std']:.4f} after {max_iters} iterations.")
+                else: warnings.warn(f"lsuv_init: {m} still has mean {stats['mean']:.4f}, std {stats['std']:.4f} after "
+                                    f"{max_iters} iterations.")
         finally: h.remove()

@@ -4,29 +4,32 @@
 
 # %% ../nbs/02_learner.ipynb #aa9ceeb2
 from __future__ import annotations
-import math, os, tempfile
+import math, warnings
+from collections import namedtuple
+from collections.abc import Mapping
 from copy import copy
 from functools import partial
 from operator import attrgetter
-from pathlib import Path
 
 import fastcore.all as fc
 import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
-from torch import nn, optim
+from torch import optim
 from torch.optim.lr_scheduler import ExponentialLR
-from torcheval.metrics import Mean
 from fastprogress import master_bar, progress_bar
 
 from .core import def_device, to_cpu, to_device
 
+with warnings.catch_warnings():   # torcheval 0.0.7 uses torch.jit.script, which recent torch versions deprecate
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    from torcheval.metrics import Mean
+
 # %% auto #0
 __all__ = ['CancelFitException', 'CancelEpochException', 'CancelBatchException', 'Callback', 'run_cbs', 'with_cbs', 'Learner',
-           'TrainCB', 'DeviceCB', 'MetricsCB', 'ProgressCB', 'TrainLearner', 'MomentumLearner', 'SingleBatchCB',
-           'LRFinderCB', 'lr_find', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'RecorderCB', 'lr_of', 'beta1_of',
-           'BatchTransformCB', 'CapturePredsCB', 'capture_preds', 'atomic_save', 'safe_load', 'save',
-           'load_model_state', 'load']
+           'check_batch', 'TrainCB', 'DeviceCB', 'MetricsCB', 'ProgressCB', 'TrainLearner', 'MomentumLearner',
+           'SingleBatchCB', 'LRFinderCB', 'lr_find', 'BaseSchedCB', 'BatchSchedCB', 'EpochSchedCB', 'RecorderCB',
+           'lr_of', 'beta1_of', 'BatchTransformCB', 'CapturePreds', 'capture_preds']
 
 # %% ../nbs/02_learner.ipynb #a07bb1ed
 class CancelFitException(Exception): "Stop training now; `cleanup_fit` still runs."
@@ -40,15 +43,15 @@ class Callback:
     order = 0
 
 def run_cbs(cbs, method_nm: str, learn=None):
-    "Call `method_nm(learn)` on each callback that has it, sorted by `order`; an error is annotated with where it came from."
+    "Call `method_nm(learn)` on each callback that has it, by `order`; an error gets a note saying where it arose."
     for cb in sorted(cbs, key=attrgetter('order')):
         method = getattr(cb, method_nm, None)
         if method is None: continue
         try: method(learn)
         except tuple(_CANCEL.values()): raise
         except Exception as e:
-            e.add_note(f"miniai: raised by callback {type(cb).__name__}.{method_nm} "
-                       f"(epoch {getattr(learn, 'epoch', '-')}, batch {getattr(learn, 'iter', '-')}); fix or remove that callback.")
+            e.add_note(f"miniai: raised in {type(cb).__name__}.{method_nm} "
+                       f"(epoch {getattr(learn, 'epoch', '-')}, batch {getattr(learn, 'iter', '-')}).")
             raise
 
 # %% ../nbs/02_learner.ipynb #858c7e80
@@ -69,14 +72,15 @@ class with_cbs:
 
 # %% ../nbs/02_learner.ipynb #e9a268f7
 _BATCH_STEPS = ('predict', 'get_loss', 'backward', 'step', 'zero_grad')
+_DLs = namedtuple('_DLs', 'train valid')
 
 class Learner:
     "Fits `model` on `dls` with `loss_func`; every step of the loop is an event handled by `cbs`."
     def __init__(self, model, dls, loss_func=F.mse_loss, lr: float = 0.1, cbs=None, opt_func=optim.SGD):
         self.model, self.dls, self.loss_func, self.lr, self.opt_func = model, dls, loss_func, lr, opt_func
         self.cbs = list(fc.L(cbs))
-        self.opt, self.epoch, self.iter = None, 0, 0
-        self.first_iter = 0  # a callback that resumes inside an epoch sets the number of the first batch (see `03_checkpoint`)
+        self.opt, self.epoch, self.iter, self.first_iter = None, 0, 0, 0
+        self.scaler, self.is_main, self.logger = None, True, print   # shared by callbacks: see the table above
 
     @with_cbs('batch')
     def _one_batch(self):
@@ -106,14 +110,16 @@ class Learner:
 
     def _check_dl(self, name):
         dl = getattr(self.dls, name, None)
-        if dl is None: raise ValueError(f"fit: `dls` has no `{name}` DataLoader; pass an object with `.train` and `.valid` (e.g. miniai.datasets.DataLoaders).")
+        if dl is None:
+            raise ValueError(f"fit: `dls` has no `{name}` DataLoader; pass an object with `.train` and `.valid` "
+                             "(e.g. miniai.datasets.DataLoaders).")
         try: n = len(dl)
         except TypeError: return
-        if n == 0: raise ValueError(f"fit: the {name} DataLoader is empty (0 batches); check the data set and batch size "
-                                    f"(with drop_last=True a data set smaller than one batch gives none).")
+        if n == 0: raise ValueError(f"fit: the {name} DataLoader is empty (0 batches); check the data set and batch "
+                                    "size (with drop_last=True a data set smaller than one batch gives none).")
 
     def fit(self, n_epochs: int = 1, train: bool = True, valid: bool = True, cbs=None, lr: float | None = None):
-        "Train for `n_epochs` (and/or validate), with extra callbacks `cbs` for this call only; a new optimiser is made with `lr`."
+        "Train `n_epochs` (and/or validate), with extra callbacks `cbs` for this call; training makes a new optimiser."
         if n_epochs < 1: raise ValueError(f"fit: n_epochs={n_epochs}; it must be at least 1.")
         if train: self._check_dl('train')
         if valid: self._check_dl('valid')
@@ -121,13 +127,18 @@ class Learner:
         self.cbs += cbs
         try:
             self.n_epochs, self.epochs, self.do_train, self.do_valid = n_epochs, range(n_epochs), train, valid
-            if self.opt_func is not None and train: self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
+            if self.opt_func is not None and train:
+                self.opt = self.opt_func(self.model.parameters(), self.lr if lr is None else lr)
             self._fit(train, valid)
         finally:
             for cb in cbs: self.cbs.remove(cb)
 
     def __getattr__(self, name):
         if name in _BATCH_STEPS: return partial(self.callback, name)
+        if name in ('pg', 'hypers'):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}: RecorderCB's functions "
+                                 "receive the Learner, not a callback; use lr_of or beta1_of (miniai.learner), e.g. "
+                                 "RecorderCB(lr=lr_of), or read learn.opt.param_groups[0].")
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def callback(self, method_nm: str): run_cbs(self.cbs, method_nm, self)
@@ -136,10 +147,19 @@ class Learner:
     def training(self) -> bool: return self.model.training
 
 # %% ../nbs/02_learner.ipynb #f53b6b26
+def check_batch(b, who: str = 'TrainCB'):
+    "Raise a clear error for a dict batch, which cannot be split into inputs and targets."
+    if isinstance(b, Mapping):
+        raise TypeError(f"{who}: the batch is a dict with keys {list(b)}, but the Learner needs a tuple (inputs..., "
+                        "target): build the DataLoader with collate_fn=collate_dict(ds) from miniai.datasets "
+                        "(DataLoaders.from_dd does this by default).")
+
 class TrainCB(Callback):
     "The batch steps of plain supervised training: `n_inp` batch items are inputs, the rest are targets."
     def __init__(self, n_inp: int = 1): self.n_inp = n_inp
-    def predict(self, learn): learn.preds = learn.model(*learn.batch[:self.n_inp])
+    def predict(self, learn):
+        check_batch(learn.batch, type(self).__name__)
+        learn.preds = learn.model(*learn.batch[:self.n_inp])
     def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *learn.batch[self.n_inp:])
     def backward(self, learn): learn.loss.backward()
     def step(self, learn): learn.opt.step()
@@ -154,13 +174,12 @@ class DeviceCB(Callback):
 
 # %% ../nbs/02_learner.ipynb #d5950ca1
 class MetricsCB(Callback):
-    "torcheval metrics plus the weighted mean loss, one row per epoch and stage, kept in `history`."
+    "torcheval metrics and the weighted mean loss: a row per epoch and stage in `history`, shown by `learn.logger`."
     def __init__(self, *ms, **metrics):
         for o in ms: metrics[type(o).__name__] = o
         self.metrics, self.all_metrics = metrics, copy(metrics)
         self.all_metrics['loss'] = self.loss = Mean()
         self.history, self.in_epoch = [], False
-    def _log(self, d): print(d)
     def state_dict(self):
         "The history; inside an epoch (a checkpoint taken between batches) also the metrics' running sums."
         d = {'history': self.history}
@@ -178,7 +197,7 @@ class MetricsCB(Callback):
         log = {k: round(v.compute().item(), 4) for k, v in self.all_metrics.items()}
         log['epoch'], log['train'] = learn.epoch, 'train' if learn.model.training else 'eval'
         self.history.append(log)
-        self._log(log)
+        if learn.is_main: learn.logger(log)
     def after_batch(self, learn):
         y = to_cpu(learn.batch[-1])  # the target is last: (x, y), ((x_t, t), eps), (inp, c_noise, target)...
         for m in self.metrics.values(): m.update(to_cpu(learn.preds), y)
@@ -186,36 +205,46 @@ class MetricsCB(Callback):
 
 # %% ../nbs/02_learner.ipynb #76c54c1a
 class ProgressCB(Callback):
-    "fastprogress bars for epochs and batches, a table of metrics and, with `plot`, a live loss graph."
+    "fastprogress bars for epochs and batches, a table of metrics and, with `plot`, a live loss graph (main process)."
     order = MetricsCB.order + 1
-    def __init__(self, plot: bool = False): self.plot = plot
+    def __init__(self, plot: bool = False): self.plot, self.on = plot, False
     def before_fit(self, learn):
-        # the bar counts all `n_epochs`; a resumed run (`03_checkpoint`) skips the epochs already done, so it reads 'Epoch 4/5', not 'Epoch 1/2'
+        self.on = learn.is_main
+        if not self.on: return
+        # the bar counts all `n_epochs`; a resumed run (`03_checkpoint`) skips the epochs already done: 'Epoch 4/5'
         todo, self.mbar = set(learn.epochs), master_bar(range(learn.n_epochs))
         learn.epochs = (e for e in self.mbar if e in todo)
         self.first, self.losses, self.val_losses = True, [], []
-        if hasattr(learn, 'metrics'): learn.metrics._log = self._log
+        self.prev_logger, learn.logger = learn.logger, self._log
+    def cleanup_fit(self, learn):
+        if self.on: learn.logger = self.prev_logger
+        self.on = False
     def _log(self, d):
         if self.first:
             self.mbar.write(list(d), table=True)
             self.first = False
         self.mbar.write([str(v) for v in d.values()], table=True)
-    def before_epoch(self, learn): learn.dl = progress_bar(learn.dl, leave=False, parent=self.mbar)
+    def before_epoch(self, learn):
+        if self.on: learn.dl = progress_bar(learn.dl, leave=False, parent=self.mbar)
     def after_batch(self, learn):
+        if not self.on: return
         learn.dl.comment = f'{learn.loss:.3f}'
         if self.plot and hasattr(learn, 'metrics') and learn.training:
             self.losses.append((learn.epoch*len(learn.dls.train) + learn.iter, learn.loss.item()))
             if self.val_losses: self._graph()
     def after_epoch(self, learn):
-        if not learn.training and self.plot and hasattr(learn, 'metrics'):
-            self.val_losses.append(((learn.epoch+1)*len(learn.dls.train), learn.metrics.all_metrics['loss'].compute().item()))
+        if self.on and not learn.training and self.plot and hasattr(learn, 'metrics'):
+            val_loss = learn.metrics.all_metrics['loss'].compute().item()
+            self.val_losses.append(((learn.epoch+1)*len(learn.dls.train), val_loss))
             self._graph()
     def _graph(self): self.mbar.update_graph([list(zip(*self.losses)) or [[], []], list(zip(*self.val_losses))])
 
 # %% ../nbs/02_learner.ipynb #3b47689b
 class TrainLearner(Learner):
     "A Learner whose batch steps are methods: plain supervised training with one input."
-    def predict(self): self.preds = self.model(self.batch[0])
+    def predict(self):
+        check_batch(self.batch, type(self).__name__)
+        self.preds = self.model(self.batch[0])
     def get_loss(self): self.loss = self.loss_func(self.preds, self.batch[1])
     def backward(self): self.loss.backward()
     def step(self): self.opt.step()
@@ -239,7 +268,7 @@ class SingleBatchCB(Callback):
 
 # %% ../nbs/02_learner.ipynb #82b69d07
 class LRFinderCB(Callback):
-    "Grow the lr by `gamma` each batch, recording losses, until the loss exceeds `max_mult`×min, is not finite, or lr > `max_lr`."
+    "LR finder: lr ×= `gamma` per batch, losses recorded, until loss > `max_mult`×min or not finite or lr > `max_lr`."
     def __init__(self, gamma: float = 1.3, max_mult: float = 3, max_lr: float = 100.): fc.store_attr()
     def before_fit(self, learn):
         self.sched = ExponentialLR(learn.opt, self.gamma)
@@ -249,8 +278,9 @@ class LRFinderCB(Callback):
         lr, loss = learn.opt.param_groups[0]['lr'], to_cpu(learn.loss).item()
         if not math.isfinite(loss):
             if not self.losses:
-                raise FloatingPointError(f"lr_find: the loss was {loss} at the very first batch (lr={lr:.2e}), before any step "
-                                         "was taken; the model, data or loss function produce non-finite values, not the learning rate.")
+                raise FloatingPointError(f"lr_find: the loss was {loss} at the very first batch (lr={lr:.2e}), "
+                                         "before any step was taken; the model, data or loss function produce "
+                                         "non-finite values, not the learning rate.")
             raise CancelFitException()
         self.lrs.append(lr); self.losses.append(loss)
         if loss < self.min: self.min = loss
@@ -264,21 +294,24 @@ class LRFinderCB(Callback):
         if len(self.losses) > 1: self.plot()
 
 @fc.patch
-def lr_find(self: Learner, gamma: float = 1.3, max_mult: float = 3, start_lr: float = 1e-5, max_epochs: int = 10, max_lr: float = 100.):
-    "Run the LR finder from `start_lr` (its plot is drawn at the end); returns the `LRFinderCB` with `lrs` and `losses`."
+def lr_find(self: Learner, gamma: float = 1.3, max_mult: float = 3, start_lr: float = 1e-5, max_epochs: int = 10,
+            max_lr: float = 100.):
+    "Run the LR finder from `start_lr` (its plot is drawn at the end); returns the `LRFinderCB` with `lrs`, `losses`."
     cb = LRFinderCB(gamma=gamma, max_mult=max_mult, max_lr=max_lr)
     self.fit(max_epochs, lr=start_lr, cbs=cb)
     return cb
 
 # %% ../nbs/02_learner.ipynb #fd3997cf
 class BaseSchedCB(Callback):
-    "Create `sched(opt)` at the start of fit; `_step` it while training."
-    def __init__(self, sched): self.sched = sched
-    def before_fit(self, learn): self.schedo = self.sched(learn.opt)
+    "Create `sched(opt)` at the start of a fit that trains; `_step` it while training."
+    def __init__(self, sched): self.sched, self.schedo = sched, None
+    def before_fit(self, learn):
+        if learn.do_train: self.schedo = self.sched(learn.opt)   # a validation-only fit may have no optimiser
     def _step(self, learn):
         if learn.training: self.schedo.step()
-    def state_dict(self): return self.schedo.state_dict()
-    def load_state_dict(self, sd): self.schedo.load_state_dict(sd)
+    def state_dict(self): return None if self.schedo is None else self.schedo.state_dict()
+    def load_state_dict(self, sd):
+        if sd is not None: self.schedo.load_state_dict(sd)
 
 class BatchSchedCB(BaseSchedCB):
     "Step the scheduler after every training batch."
@@ -307,81 +340,33 @@ def beta1_of(learn): return learn.opt.param_groups[0]['betas'][0]
 
 # %% ../nbs/02_learner.ipynb #c4d196c6
 class BatchTransformCB(Callback):
-    "Replace `learn.batch` by `tfm(learn.batch)` before each batch (training and/or validation)."
+    "Replace `learn.batch` by `tfm(learn.batch)` before each batch (training and/or validation), after `DeviceCB`."
+    order = DeviceCB.order + 1
     def __init__(self, tfm, on_train: bool = True, on_val: bool = True): fc.store_attr()
     def before_batch(self, learn):
-        if (self.on_train and learn.training) or (self.on_val and not learn.training): learn.batch = self.tfm(learn.batch)
+        if (self.on_train and learn.training) or (self.on_val and not learn.training):
+            learn.batch = self.tfm(learn.batch)
 
 # %% ../nbs/02_learner.ipynb #dd0dc9c1
-class CapturePredsCB(Callback):
-    "Collect the (CPU, fp32) predictions and targets of every batch (early, so a cancelling callback cannot hide a batch)."
-    order = -10
-    def before_fit(self, learn): self.preds, self.targs = [], []
+class CapturePreds(Callback):
+    "Collect inputs (if `inps`), predictions and targets of each batch (CPU, fp32): `all_inps`/`all_preds`/`all_targs`."
+    order = -10   # early, so that a cancelling callback cannot hide a batch
+    def __init__(self, inps: bool = True): self.inps = inps
+    def before_fit(self, learn): self.all_inps, self.all_preds, self.all_targs = [], [], []
     def after_batch(self, learn):
-        self.preds.append(to_cpu(learn.preds)); self.targs.append(to_cpu(learn.batch[-1]))
+        if self.inps: self.all_inps.append(to_cpu(learn.batch[0]))
+        self.all_preds.append(to_cpu(learn.preds)); self.all_targs.append(to_cpu(learn.batch[-1]))
+    def after_fit(self, learn):
+        for nm in ('all_inps', 'all_preds', 'all_targs'):
+            v = getattr(self, nm)
+            if v and isinstance(v[0], torch.Tensor): setattr(self, nm, torch.cat(v))
 
 @fc.patch
-def capture_preds(self: Learner, cbs=None, dl=None):
-    "Predictions and targets over `dl` (default: the validation set), as two concatenated tensors."
-    cb = CapturePredsCB()
+def capture_preds(self: Learner, cbs=None, dl=None, inps: bool = False):
+    "Predictions and targets (and inputs if `inps`) over `dl` (default: the validation set), as concatenated tensors."
+    cp = CapturePreds(inps)
     old = self.dls
-    if dl is not None: self.dls = type('DLs', (), {'train': old.train, 'valid': dl})()
-    try: self.fit(1, train=False, cbs=[cb] + list(fc.L(cbs)))
+    if dl is not None: self.dls = _DLs(old.train, dl)
+    try: self.fit(1, train=False, cbs=[cp] + list(fc.L(cbs)))
     finally: self.dls = old
-    return torch.cat(cb.preds), torch.cat(cb.targs)
-
-# %% ../nbs/02_learner.ipynb #d739f4c8
-def atomic_save(obj, path):
-    "`torch.save(obj)` to a temporary file beside `path`, then rename it over `path` (so `path` is never half-written)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.remove(tmp)
-        raise
-
-def safe_load(path, map_location='cpu'):
-    "`torch.load(path, weights_only=True)`, with clear errors for a missing file or one that would need arbitrary unpickling."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: no such checkpoint; check the path (and that the run that writes it finished an epoch).")
-    try: return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        if 'weights_only' in str(e) or 'Unsupported global' in str(e) or 'pickle' in type(e).__name__.lower():
-            raise ValueError(f"{path}: refused to load — it contains Python objects that only an unsafe unpickling could rebuild. "
-                             "miniai loads only tensors and plain values (weights_only=True); re-save the model's state_dict instead.") from e
-        raise
-
-@fc.patch
-def save(self: Learner, path, **extra):
-    "Save model and optimiser state and the epoch (plus any `extra` plain values) atomically."
-    atomic_save({'model': self.model.state_dict(), 'opt': None if self.opt is None else self.opt.state_dict(),
-                 'epoch': self.epoch, **extra}, path)
-
-def load_model_state(model, sd: dict, source='checkpoint'):
-    "`model.load_state_dict(sd)`, but a checkpoint for a different architecture gets a message naming the first mismatch."
-    msd = model.state_dict()
-    missing, extra = [k for k in msd if k not in sd], [k for k in sd if k not in msd]
-    shapes = [(k, tuple(sd[k].shape), tuple(v.shape)) for k, v in msd.items() if k in sd and sd[k].shape != v.shape]
-    if missing or extra or shapes:
-        what = (f"tensor {shapes[0][0]!r} is {shapes[0][1]} in the file but {shapes[0][2]} in the model" if shapes else
-                f"{len(missing)} of the model's tensors are not in the file (e.g. {missing[0]!r})" if missing else
-                f"the file has {len(extra)} tensors the model lacks (e.g. {extra[0]!r})")
-        raise ValueError(f"{source} does not fit this model: {what}. It was probably saved from a different model "
-                         "(another preset, width or architecture); build the same model it was trained with.")
-    model.load_state_dict(sd)
-
-@fc.patch
-def load(self: Learner, path, with_opt: bool = True):
-    "Load a checkpoint written by `save`; the optimiser is rebuilt if needed. Returns the checkpoint dict."
-    ck = safe_load(path)
-    load_model_state(self.model, ck['model'], source=str(path))
-    if with_opt and ck.get('opt') is not None:
-        if self.opt is None: self.opt = self.opt_func(self.model.parameters(), self.lr)
-        self.opt.load_state_dict(ck['opt'])
-    self.epoch = ck.get('epoch', 0)
-    return ck
+    return (cp.all_preds, cp.all_targs) + ((cp.all_inps,) if inps else ())

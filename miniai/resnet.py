@@ -4,21 +4,22 @@
 
 # %% ../nbs/05_resnet.ipynb #248d1d4f
 from __future__ import annotations
-import json, time
+import warnings
 from functools import partial
-from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn, optim
 from torch.optim.lr_scheduler import OneCycleLR
-from torcheval.metrics import MulticlassAccuracy
 
-from .core import set_seed, def_device
+from .core import set_seed
 from .datasets import DataLoaders, fashion_mnist_tensors
-from .learner import TrainLearner, DeviceCB, MetricsCB, ProgressCB, BatchSchedCB, BatchTransformCB, RecorderCB
+from .learner import TrainLearner, DeviceCB, MetricsCB, ProgressCB, BatchSchedCB, BatchTransformCB
 from .init import conv, GeneralRelu, init_weights
+
+with warnings.catch_warnings():   # torcheval 0.0.7 uses torch.jit.script, which recent torch versions deprecate
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    from torcheval.metrics import MulticlassAccuracy
 
 # %% auto #0
 __all__ = ['act_gr', 'FASHION_MEAN', 'FASHION_STD', 'ResBlock', 'ResNet', 'random_flip', 'random_crop', 'augment', 'fashion_norm',
@@ -53,10 +54,13 @@ class ResNet(nn.Sequential):
     def _check(self, x):
         # the linear head takes one nfs[-1]-vector per image: the stride-2 blocks must bring the image down to 1x1
         if x.ndim != 4 or x.shape[1] != self.n_in:
-            raise ValueError(f"ResNet: expected images of shape (batch, {self.n_in}, height, width), got {tuple(x.shape)}.")
+            raise ValueError(f"ResNet: expected images of shape (batch, {self.n_in}, height, width), got "
+                             f"{tuple(x.shape)}.")
         if max(x.shape[-2:]) > self.max_size:
-            raise ValueError(f"ResNet: {self.n_levels - 1} stride-2 blocks (len(nfs)={self.n_levels}) bring images of at most {self.max_size}x{self.max_size} "
-                             f"down to 1x1, got {x.shape[-2]}x{x.shape[-1]}: give nfs at least {(max(x.shape[-2:]) - 1).bit_length() + 1} widths.")
+            need = (max(x.shape[-2:]) - 1).bit_length() + 1
+            raise ValueError(f"ResNet: {self.n_levels - 1} stride-2 blocks (len(nfs)={self.n_levels}) bring images of "
+                             f"at most {self.max_size}x{self.max_size} down to 1x1, got {x.shape[-2]}x{x.shape[-1]}: "
+                             f"give nfs at least {need} widths.")
     def forward(self, x):
         self._check(x)
         return super().forward(x)
@@ -73,7 +77,7 @@ def random_flip(x, p=0.5):
     return torch.where(flip, x.flip(-1), x)
 
 def random_crop(x, pad=1, value=None):
-    "Pad by `pad` (with `value`, default the batch minimum) and crop each image back at a random offset: a per-image random translation."
+    "Pad by `pad` (with `value`, default the batch minimum) and crop each image back at a random offset: a translation."
     if pad == 0: return x
     bs, c, h, w = x.shape
     xp = F.pad(x, (pad,)*4, value=x.min().item() if value is None else value)
@@ -81,7 +85,9 @@ def random_crop(x, pad=1, value=None):
     dx = torch.randint(0, 2*pad+1, (bs,), device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]   # (bs, 1, h, 1)
     cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]   # (bs, 1, 1, w)
-    return xp[torch.arange(bs, device=x.device)[:, None, None, None], torch.arange(c, device=x.device)[None, :, None, None], rows, cols]
+    ib = torch.arange(bs, device=x.device)[:, None, None, None]
+    ic = torch.arange(c, device=x.device)[None, :, None, None]
+    return xp[ib, ic, rows, cols]
 
 def augment(b, pad=1, p_flip=0.5):
     "Batch transform for `(x, y)` batches: random crop (translation by up to `pad`) and random horizontal flip."
@@ -95,7 +101,7 @@ def fashion_norm(x): return (x - FASHION_MEAN)/FASHION_STD
 
 def train_classifier(epochs=5, bs=1024, lr=2e-2, nfs=(16, 32, 64, 128, 256, 512), n_train=None, aug=False, seed=42,
                      pad=False, scaling='01', progress=True, wd=0.01, extra_cbs=(), model=None):
-    "Train a `ResNet` on Fashion-MNIST (AdamW + OneCycle) and validate on the 10,000 test images; returns (learn, metrics)."
+    "Train a `ResNet` on Fashion-MNIST (AdamW, OneCycle), validated on the 10,000 test images; returns learn, metrics."
     set_seed(seed)
     data = fashion_mnist_tensors(n_train=n_train, pad=pad, scaling=scaling)
     if scaling == '01': data = {k: (fashion_norm(x), y) for k, (x, y) in data.items()}
@@ -105,7 +111,8 @@ def train_classifier(epochs=5, bs=1024, lr=2e-2, nfs=(16, 32, 64, 128, 256, 512)
     sched = partial(OneCycleLR, max_lr=lr, total_steps=epochs*len(dls.train))
     cbs = [DeviceCB(), metrics, BatchSchedCB(sched)] + ([ProgressCB(plot=True)] if progress else [])
     if aug: cbs.append(BatchTransformCB(augment, on_val=False))
-    learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs + list(extra_cbs), opt_func=partial(optim.AdamW, weight_decay=wd))
+    learn = TrainLearner(model, dls, F.cross_entropy, lr=lr, cbs=cbs + list(extra_cbs),
+                         opt_func=partial(optim.AdamW, weight_decay=wd))
     learn.fit(epochs)
     return learn, metrics
 

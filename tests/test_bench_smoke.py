@@ -1,54 +1,79 @@
-"""The long-running bench scripts at toy sizes: each must run end to end, write sane JSON, and (where it saves stages)
-continue from what an earlier call left instead of starting again. The figures themselves come from full runs, not from here."""
-import json, math, subprocess, sys
+"""The long-running bench scripts at toy sizes: each must run end to end, write sane JSON (with the machine it ran on),
+and (where it saves stages) continue from what an earlier call left instead of starting again, holding its run folder's
+lock meanwhile. The figures themselves come from full runs, not from here."""
+import json, math, os, subprocess, sys
 from pathlib import Path
 
+from miniai.checkpoint import RunLock
+
 BENCH = Path(__file__).parents[1]/'bench'
+ENV = {**os.environ, 'OMP_NUM_THREADS': '1'}   # toy sizes: one thread is fastest, and kind to a shared machine
+
+def call(script, *args, timeout=900):
+    return subprocess.run([sys.executable, str(BENCH/script), *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=ENV)
 
 def run(script, *args, timeout=900):
-    r = subprocess.run([sys.executable, str(BENCH/script), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    r = call(script, *args, timeout=timeout)
     assert r.returncode == 0, f'{script} failed:\n{r.stderr[-3000:]}'
     return r.stdout
+
+def check_machine(d):
+    m = d['machine']
+    assert m['device'] and m['cpu_threads'] >= 1 and m['torch'] and 'bench/' in m['command'], m
 
 def test_quality_per_minute(tmp_path):
     out = tmp_path/'q.json'
     run('quality_per_minute.py', '--recipes', 'miniai', '--minutes', 0.05, '--n', 8, '--out', out)
     d = json.loads(out.read_text())
     assert d['complete'] and d['n'] == 8 and len(d['rows']) == 1
+    check_machine(d)
     row = d['rows'][0]
     assert row['train_steps'] >= 1 and 2.5 <= row['train_seconds'] < 30, row   # stops once the 3 s budget is spent
-    assert math.isfinite(row['fid']) and row['nfe'] == 20 and row['feature_net'], row
+    assert math.isfinite(row['fid']) and row['nfe'] == 20 and row['n'] == 8 and row['feature_net'], row
+    assert row['objective'] == 'karras' and row['preset'] == 'micro' and row['floor'] > 0, row
     assert out.with_suffix('.png').stat().st_size > 1000
 
 def test_noise_pred_cpu_runs_and_resumes(tmp_path):
-    args = ['--n-train', 256, '--epochs', 1, '--reg-epochs', 1, '--n', 16, '--steps', 3, '--run-dir', tmp_path/'run', '--out', tmp_path/'np.json']
+    args = ['--n-train', 256, '--epochs', 1, '--reg-epochs', 1, '--n', 16, '--steps', 3, '--run-dir', tmp_path/'run',
+            '--out', tmp_path/'np.json']
     run('noise_pred_cpu.py', *args)
     d = json.loads((tmp_path/'np.json').read_text())
-    assert len(d['methods']) == 6 and all(math.isfinite(m['fid']) and m['n'] == 16 for m in d['methods'].values()), d['methods']
+    check_machine(d)
+    assert len(d['methods']) == 6, d['methods']
+    assert all(math.isfinite(m['fid']) and m['n'] == 16 and m['feature_net'] for m in d['methods'].values())
     assert set(d['models']) == {'t', 'not'} and -1 <= d['regressor']['spearman'] <= 1
-    saved = sorted(p.name for p in (tmp_path/'run').iterdir())
-    assert saved == sorted(['unet_t.pt', 'unet_not.pt', 'regressor.pt'] + [f'samples_{i}_16_3.pt' for i in range(6)]), saved
+    saved = sorted(p.name for p in (tmp_path/'run').iterdir())   # the lock file is gone with the script
+    assert saved == sorted(['unet_t.pt', 'unet_not.pt', 'regressor.pt', *(f'samples_{i}_16_3.pt' for i in range(6))])
     stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path/'run').iterdir()}
     run('noise_pred_cpu.py', *args)                      # everything is on disk: nothing is trained or sampled again
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path/'run').iterdir()} == stamps, 'a saved stage was redone'
     d2 = json.loads((tmp_path/'np.json').read_text())
     assert {k: v['fid'] for k, v in d2['methods'].items()} == {k: v['fid'] for k, v in d['methods'].items()}
     assert d2['models'] == d['models']
-    r = subprocess.run([sys.executable, str(BENCH/'noise_pred_cpu.py'), *map(str, args), '--epochs', '2'], capture_output=True, text=True)
-    assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # other settings never reuse saved stages
+    r = call('noise_pred_cpu.py', *args, '--epochs', '2')
+    assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # other settings: not reused
+    with RunLock(tmp_path/'run'):                        # a second writer (here: this test) holds the folder
+        r = call('noise_pred_cpu.py', *args)
+    assert r.returncode == 1 and 'is in use by process' in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path/'run').iterdir()} == stamps
 
 def test_ddpm_full_smoke(tmp_path):
     out, run_dir = tmp_path/'dd.json', tmp_path/'dd'
-    args = ['--recipe', '07', '--n-train', 256, '--n-valid', 128, '--epochs', 1, '--n-samples', 2, '--fid-n', 32, '--ddim-steps', 5,
-            '--feature', 'ci', '--mse-draws', 2, '--run-dir', run_dir, '--out', out]
+    args = ['--recipe', '07', '--n-train', 256, '--n-valid', 128, '--epochs', 1, '--n-samples', 2, '--fid-n', 32,
+            '--ddim-steps', 5, '--mse-draws', 2, '--run-dir', run_dir, '--out', out]
     run('ddpm_full.py', *args)
     d = json.loads(out.read_text())
-    assert d['recipe'] == '07' and len(d['valid_mse_per_epoch']) == 1 and 0 < d['valid_mse'] < 2, d['valid_mse_per_epoch']
+    check_machine(d)
+    assert d['recipe'] == '07' and len(d['valid_mse_per_epoch']) == 1 and 0 < d['valid_mse'] < 2, d['valid_mse']
     assert d['samples_finite'] and (run_dir/'checkpoint.pt').exists()
     dr = d['valid_mse_draws']
-    assert len(dr['means']) == 2 and dr['means'][0] != dr['means'][1] and 0 < dr['se_within'] < dr['mean'] < 2, dr   # each draw its own t and ε
+    assert len(dr['means']) == 2 and dr['means'][0] != dr['means'][1] and 0 < dr['se_within'] < dr['mean'] < 2, dr
+    # (each draw has its own t and ε)
     [f] = d['fid']
-    assert f['setting'] == dict(n=32, ddim_steps=5, eta=0.0, feature='ci') and f['fid'] > f['real_fid'] > 0, f
+    assert f['setting'] == dict(n=32, ddim_steps=5, eta=0.0, feature='shipped') and f['fid'] > f['real_fid'] > 0, f
+    from miniai.fid import SHIPPED_HASH
+    assert f['feature_net'] == SHIPPED_HASH, f
     stamps = {p: p.stat().st_mtime_ns for p in (run_dir/'checkpoint.pt', out.with_suffix('.png'))}
     log = run('ddpm_full.py', *args)                     # all done: nothing is trained, sampled or scored again
     assert 'samples: kept' in log and 'MSE draws: kept' in log and 'FID: kept' in log, log
@@ -57,14 +82,15 @@ def test_ddpm_full_smoke(tmp_path):
     run('ddpm_full.py', *args, '--eta', 1)              # another FID setting: added beside the first
     f2 = json.loads(out.read_text())['fid']
     assert len(f2) == 2 and f2[0] == f and f2[1]['setting']['eta'] == 1 and math.isfinite(f2[1]['fid']), f2
-    r = subprocess.run([sys.executable, str(BENCH/'ddpm_full.py'), *map(str, args), '--scaling', '01'], capture_output=True, text=True)
-    assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # another run's checkpoint is never resumed
+    r = call('ddpm_full.py', *args, '--scaling', '01')
+    assert r.returncode != 0 and 'give another --run-dir' in r.stderr, r.stderr[-2000:]   # another run's checkpoint
 
 def test_dropout_full_smoke(tmp_path):
     out = tmp_path/'do.json'
     run('dropout_full.py', '--n-train', 512, '--nfs', 4, 8, 16, 32, 64, 128, '--epochs', 1, '--n-pass', 2, '--bs', 256,
         '--run-dir', tmp_path/'do', '--out', out)
     d = json.loads(out.read_text())
+    check_machine(d)
     assert 0.1 < d['accuracy_dropout'] <= 1 and 0.1 < d['accuracy_plain'] <= 1, d
     assert d['mc_passes'] == 2 and d['recipe']['nfs'] == [4, 8, 16, 32, 64, 128]
     assert all(0 <= v <= 1 for v in d['auroc'].values()), d['auroc']
