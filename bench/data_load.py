@@ -30,7 +30,7 @@ def raw_read(files: dict) -> dict:
 def timed(f):
     t0 = time.perf_counter(); r = f(); return r, time.perf_counter() - t0
 
-def main(repeats: int):
+def main(repeats: int, out=OUT):
     files = find_fashion_mnist()
     if files is None: sys.exit('data_load: no local Fashion-MNIST IDX files (see miniai.datasets.HOW_TO_GET).')
     times = {'raw': [], 'cold': [], 'cached': [], 'tensors': []}
@@ -54,10 +54,12 @@ def main(repeats: int):
            'median_s': med, 'all_s': times, 'cold_over_raw': round(med['cold']/med['raw'], 2)}
     print(f"median: raw {med['raw']:.2f}s, cold {med['cold']:.2f}s, cached {med['cached']:.3f}s, tensors "
           f"{med['tensors']:.2f}s; cold / raw = {res['cold_over_raw']}x (goal: at most 2x)")
-    write_json(OUT, res)
-    print(f'wrote {OUT}')
+    write_json(out, res)
+    print(f'wrote {out}')
 
 if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--repeats', type=int, default=5)
-    main(p.parse_args().repeats)
+    p.add_argument('--out', default=str(OUT), help='JSON to write (default: %(default)s)')
+    a = p.parse_args()
+    main(a.repeats, a.out)

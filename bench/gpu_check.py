@@ -40,7 +40,7 @@ from throughput import run_one
 # what each check trains and times, on a GPU and in a dry run (toy sizes, so that CI can run it)
 SIZES = {
     'gpu': dict(net=PRESETS['course'], bs=128, steps=60, sample_steps=20, speed_bs=512, speed_seconds=8.,
-                speed_warmup=5, n_sample=1024, run_n_train=4096, nb_timeout=600),
+                speed_warmup=5, n_sample=1024, run_n_train=4096, nb_timeout=300),
     'dry': dict(net=dict(nfs=(8, 16, 32), groups=4), bs=8, steps=15, sample_steps=4, speed_bs=8, speed_seconds=0.3,
                 speed_warmup=1, n_sample=4, run_n_train=16, nb_timeout=0),
 }
@@ -89,7 +89,7 @@ def fit_check(mode, dev, sz, x, trained: dict) -> dict:
     r = dict(steps=len(rec.losses), first_loss=round(rec.losses[0], 4), last_loss=round(rec.losses[-1], 4),
              finite=all(map(math.isfinite, rec.losses)), falling=falling(rec.losses), skipped_steps=skipped,
              weights_changed=moved, autocast=str(dtype or 'float32').replace('torch.', ''), device=str(on),
-             loss_scaler=getattr(learn, 'scaler', None) is not None or getattr(trainer, 'scaler', None) is not None,
+             loss_scaler=(trainer.acc.scaler if mode == 'accelerate' else getattr(trainer, 'scaler', None)) is not None,
              warnings=sorted({str(w.message)[:200] for w in ws if issubclass(w.category, RuntimeWarning)}))
     r['ok'] = r['finite'] and r['falling'] and moved and skipped < len(rec.losses)//2
     trained[mode] = learn.model
