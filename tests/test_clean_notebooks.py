@@ -72,7 +72,7 @@ def test_make_test_runs_the_checks_in_order():
     out = subprocess.run(['make', '-n', '--no-print-directory', 'test'], cwd=ROOT, capture_output=True, text=True,
                          timeout=60).stdout
     steps = ['nbdev_export', 'git status --porcelain -- miniai', 'tools/check_clean_nbs.py',
-             'ruff check --config tools/ruff.toml miniai', 'MINIAI_SCALE=ci .venv/bin/nbdev_test',
+             'tools/lint.py', 'MINIAI_SCALE=ci .venv/bin/nbdev_test',
              'MINIAI_SCALE=ci .venv/bin/python -m pytest']
     pos = [out.find(s) for s in steps]
     assert all(p >= 0 for p in pos) and pos == sorted(pos), out

@@ -5,7 +5,7 @@ batches of twice the size (each of its batches is the two ranks' batches of that
 data order, rank r gets batches r, r+2, r+4, ... of size BS); the gathered validation metrics match; only rank 0
 writes the checkpoint and prints.
 """
-import os, socket, subprocess, sys
+import os, shutil, socket, subprocess, sys
 from pathlib import Path
 
 import torch
@@ -21,6 +21,10 @@ def free_port() -> int:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
 
+def rank_logs(tmp_path) -> str:
+    "The last lines each rank wrote (torchrun --redirects 3 keeps them under logs/)."
+    return ''.join(f'\n--- {f.relative_to(tmp_path)}:\n{f.read_text()[-1500:]}' for f in sorted((tmp_path/'logs').rglob('*.log')))
+
 def test_two_processes_equal_one(tmp_path):
     env = {**os.environ, 'OMP_NUM_THREADS': '1', 'MASTER_ADDR': '127.0.0.1', 'PYTHONWARNINGS': 'ignore', 'HF_HUB_OFFLINE': '1'}
     if sys.platform.startswith('linux'): env['GLOO_SOCKET_IFNAME'] = 'lo'      # gloo talks over loopback only
@@ -31,7 +35,15 @@ def test_two_processes_equal_one(tmp_path):
     one = [sys.executable, str(SCRIPT), *COMMON, '--bs', str(2*BS), '--weights_dir', str(tmp_path/'one')]
     procs = [subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for c in (ddp, one)]
     outs = [p.communicate(timeout=120)[0] for p in procs]
-    for p, out in zip(procs, outs): assert p.returncode == 0, out[-3000:]
+    if procs[0].returncode != 0 and 'SIGABRT' in outs[0]:
+        # A rank that aborts (seen once in CI, under load, in gloo's set-up) is the launcher's fault, not a result: the
+        # run is made again once, from scratch, and its rank logs are shown if it fails again.
+        print(f'torchrun: a rank aborted; running again. Rank logs:\n{rank_logs(tmp_path)}')
+        shutil.rmtree(tmp_path/'logs', ignore_errors=True); shutil.rmtree(tmp_path/'ddp', ignore_errors=True)
+        ddp[ddp.index('--master_port') + 1] = str(free_port())
+        p = subprocess.run(ddp, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+        procs[0], outs[0] = p, p.stdout
+    for p, out in zip(procs, outs): assert p.returncode == 0, out[-3000:] + rank_logs(tmp_path)
 
     r0, r1, ref = (torch.load(f, weights_only=True) for f in (tmp_path/'ddp'/'rank0.pt', tmp_path/'ddp'/'rank1.pt', tmp_path/'one'/'rank0.pt'))
     assert (r0['n_processes'], r1['n_processes'], ref['n_processes']) == (2, 2, 1)
