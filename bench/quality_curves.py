@@ -14,23 +14,18 @@ shared the machine while the run trained (several runs can then share it, each o
 The training part continues from its last checkpoint when run again (same --name); eval keeps finished rows.
 """
 import argparse, json, sys, time
-from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import optim
 
-from miniai.core import set_seed
-from miniai.datasets import DataLoaders, fashion_mnist_tensors
-from miniai.learner import Learner, Callback, DeviceCB, TrainCB, CancelFitException
-from miniai.checkpoint import CheckpointCB, RunLock, atomic_save, atomic_write_json, safe_load
+from miniai.learner import Callback, CancelFitException
+from miniai.checkpoint import atomic_save, atomic_write_json, safe_load
 from miniai.fid import ImageEval, fid_report
 from miniai.denoisers import KarrasDenoiser
 from miniai.samplers import sample_dpmpp_2m
-from miniai.karras import KarrasCB, sigmas_karras
+from miniai.karras import sigmas_karras
 from miniai.settings import PRESETS, RunConfig
-from miniai.recipes import EMACB, InvSqrtLR, FlipCB, build_model
+from miniai.recipes import EMACB, build_model, read_run, train as train_run
 
 RUNS = Path('runs/quality')
 
@@ -38,51 +33,32 @@ RUNS = Path('runs/quality')
 class SnapshotCB(Callback):
     "Count training images; save raw and EMA weights every `every` images; stop after `max_images`."
     order = 20
-    def __init__(self, folder, every, max_images, ema_cb, bs):
-        self.folder, self.every, self.max, self.ema_cb, self.bs = Path(folder), every, max_images, ema_cb, bs
+    def __init__(self, folder, every, max_images, bs):
+        self.folder, self.every, self.max, self.bs = Path(folder), every, max_images, bs
         self.t0, self.wall = None, 0.
     def state_dict(self): return {'wall': self.wall + (time.time() - self.t0 if self.t0 else 0.)}
     def load_state_dict(self, sd): self.wall = sd['wall']
-    def before_fit(self, learn): self.t0 = time.time()
+    def before_fit(self, learn):
+        self.t0, self.ema = time.time(), next(cb for cb in learn.cbs if isinstance(cb, EMACB)).ema
     def after_batch(self, learn):
         if not learn.training: return
         seen = learn.train_iter*self.bs  # CheckpointCB (order 0.5) counts training batches in learn.train_iter
         if seen % self.every < self.bs:
             wall = self.wall + time.time() - self.t0
-            atomic_save({'model': learn.model.state_dict(), 'ema': self.ema_cb.ema.state_dict(), 'images': seen,
+            atomic_save({'model': learn.model.state_dict(), 'ema': self.ema.state_dict(), 'images': seen,
                          'steps': learn.train_iter, 'wall_seconds': round(wall, 1)}, self.folder/f'snap_{seen:08d}.pt')
             print(f'snapshot at {seen:,} images, {wall/60:.1f} min wall, loss {learn.loss.item():.4f}', flush=True)
         if seen >= self.max: raise CancelFitException()
 
 
 def train(a):
+    "One `miniai.recipes` run (inverse-sqrt lr, EMA, optional flips) with snapshots; continues a run that was stopped."
     torch.set_num_threads(a.threads)
     folder = RUNS/a.name
-    lock = RunLock(folder).acquire()   # one writer per run folder; released when the process ends
-    cfg = dict(vars(a)); cfg.pop('func')
-    cfg_path = folder/'config.json'
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        diff = {k: (old.get(k), v) for k, v in cfg.items() if k not in ('max_images', 'threads') and old.get(k) != v}
-        if diff: sys.exit(f'{folder} was trained with other settings {diff}; use another --name')
-    atomic_write_json(cfg_path, cfg)
-    set_seed(a.seed)
-    d = fashion_mnist_tensors(pad=True, scaling='-11')
-    x = d['train'][0]
-    sigma_data = round(x.std().item(), 4)
-    atomic_write_json(folder/'sigma_data.json', {'sigma_data': sigma_data})
-    dls = DataLoaders.from_tensors((x,), (x[:256],), bs=a.bs)
-    model = build_model(RunConfig(preset=a.preset))
-    ema = EMACB(a.ema_power)
-    cbs = [DeviceCB(), KarrasCB(sigma_data, p_mean=a.p_mean, p_std=a.p_std), TrainCB(n_inp=2),
-           InvSqrtLR(a.lr, a.warmup, a.t_ref), ema, SnapshotCB(folder, a.snap_every, a.max_images, ema, a.bs),
-           CheckpointCB(folder/'checkpoint.pt', resume=(folder/'checkpoint.pt').exists(), every_minutes=10)]
-    if a.flip: cbs.insert(1, FlipCB())
-    learn = Learner(model, dls, F.mse_loss, lr=a.lr, cbs=cbs, opt_func=partial(optim.Adam, eps=1e-5))
-    print(f'{a.name}: {sum(p.numel() for p in model.parameters()):,} parameters, sigma_data {sigma_data}, '
-          f'{torch.get_num_threads()} thread(s)', flush=True)
-    try: learn.fit(1000, valid=False)
-    finally: lock.release()
+    cfg = RunConfig(preset=a.preset, bs=a.bs, lr=a.lr, lr_sched='invsqrt', warmup=a.warmup, t_ref=a.t_ref, ema=True,
+                    ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, seed=a.seed, epochs=1000)
+    snaps = SnapshotCB(folder, a.snap_every, a.max_images, a.bs)
+    train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
 
 
 @torch.no_grad()
@@ -92,8 +68,8 @@ def evaluate(a):
     folder = RUNS/a.name
     snaps = {int(p.stem.split('_')[1]): p for p in folder.glob('snap_*.pt')}
     if not snaps: sys.exit(f'{folder} has no snapshots yet: train first (python {sys.argv[0]} train --name {a.name})')
-    preset = json.loads((folder/'config.json').read_text())['preset']
-    sigma_data = json.loads((folder/'sigma_data.json').read_text())['sigma_data']
+    info = read_run(folder)
+    preset, sigma_data = info.config.preset, info.sigma_data
     out = Path(a.out or folder/'curve.json')
     res = json.loads(out.read_text()) if out.exists() else {'rows': []}
     done = {(r['images'], r['weights'], r['n'], r['steps']) for r in res['rows']}

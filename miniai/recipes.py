@@ -338,7 +338,8 @@ def _train(cfg, out, resume, progress, extra_cbs):
     if ema: save_weights(ema[0].ema.state_dict(), out/'ema.safetensors')
     info.status, info.device, info.torch = 'done', str(def_device), torch.__version__
     write_run(info)
-    title = f"{cfg.objective} / {cfg.preset}: final valid loss {info.history[-1]['loss']:.3f}"
+    last = f": final valid loss {info.history[-1]['loss']:.3f}" if info.history else ''   # a callback may stop it early
+    title = f"{cfg.objective} / {cfg.preset}{last}"
     if rec.recs['loss']: plot_losses(rec.recs['loss'], out/'loss.png', title)
     return (ema[0].ema if ema else model).eval(), info
 
