@@ -5,15 +5,20 @@ that does not depend on the length of the run (linear warm-up, then lr_max/sqrt(
 decay), so that ONE run gives the whole curve: it saves a snapshot (raw weights and their exponential moving average)
 every `--snap-every` training images. `eval` then scores the snapshots nearest to given training minutes.
 
-Minutes are minutes of the idle 2-core machine: `--img-per-s` is that machine's measured training throughput for the
-run's settings (bench/throughput.py), so a snapshot after I images stands for I/img_per_s/60 minutes, whatever else
-shared the machine while the run trained (several runs can then share it, each on one thread).
+Minutes are minutes of the idle 2-core machine. `calibrate` times a run's settings on this machine (run it with nothing
+else on the machine; it appends to bench/results/quality_calibration.json), and `eval --img-per-s` takes that figure:
+a snapshot after I images stands for I/img_per_s/60 minutes, whatever else shared the machine while the run trained
+(so two runs can share the machine, one thread each, and still be placed on the idle machine's time axis).
 
-  python bench/quality_curves.py train --name micro_ema --preset micro --max-images 500000
-  python bench/quality_curves.py eval --name micro_ema --img-per-s 133 --minutes 10 30 60 --n 2048
-The training part continues from its last checkpoint when run again (same --name); eval keeps finished rows.
+  python bench/quality_curves.py train --name micro_ema --preset micro --max-images 1300000
+  python bench/quality_curves.py calibrate --name micro_ema --threads 2
+  python bench/quality_curves.py eval --name micro_ema --img-per-s 360 --minutes 10 30 60 --n 2048
+  python bench/quality_curves.py eval --run demo_out --img-per-s 360 --n 2048    # a finished `miniai train` run
+  python bench/quality_curves.py report     # -> bench/results/quality_curves.json and .png
+`train` continues from its last checkpoint when run again (same --name); `eval` keeps the rows it has scored.
 """
-import argparse, json, sys, time
+import argparse, json, os, shutil, sys, time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -21,13 +26,12 @@ import torch
 from miniai.learner import Callback, CancelFitException
 from miniai.checkpoint import atomic_save, atomic_write_json, safe_load
 from miniai.fid import ImageEval, fid_report
-from miniai.denoisers import KarrasDenoiser
-from miniai.samplers import sample_dpmpp_2m
-from miniai.karras import sigmas_karras
-from miniai.settings import PRESETS, RunConfig
-from miniai.recipes import EMACB, build_model, read_run, train as train_run
+from miniai.settings import PRESETS, SAMPLER_NAMES, RunConfig
+from miniai.recipes import EMACB, build_model, generate, load_run, nfe, read_run, train as train_run
+from _common import RESULTS, write_json
 
 RUNS = Path('runs/quality')
+CALIB = RESULTS/'quality_calibration.json'   # measured training throughput of each run's settings on the idle machine
 
 
 class SnapshotCB(Callback):
@@ -61,37 +65,126 @@ def train(a):
     train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
 
 
+def _snapshot_model(path, w):
+    "The U-Net of a run's snapshot file with its raw (`w='raw'`) or averaged (`w='ema'`) weights, and the run's info."
+    info = read_run(path.parent)
+    net = build_model(info.config)
+    net.load_state_dict(safe_load(path)['model' if w == 'raw' else 'ema'])
+    return net.eval(), info
+
+
+def idle_rate(name):
+    "The fastest measured training throughput of run `name` on the idle machine (images/s), from `calibrate`; or None."
+    rows = [r for r in (json.loads(CALIB.read_text()) if CALIB.exists() else []) if r['name'] == name]
+    return max((r['img_per_s'] for r in rows), default=None)
+
+
+def _points(a, folder):
+    "(images, weights, loader) to score: snapshots nearest to `--minutes`, or a finished `miniai train` run folder."
+    snaps = {int(p.stem.split('_')[1]): p for p in folder.glob('snap_*.pt')}
+    if snaps:
+        for m in a.minutes:
+            target = m*60*a.img_per_s
+            images = min(snaps, key=lambda i: abs(i - target))
+            if abs(images - target) > 0.05*target:
+                print(f'{folder.name}: no snapshot within 5% of {m:g} minutes ({target:,.0f} images; nearest '
+                      f'{images:,}): train further, then eval again', flush=True)
+                continue
+            for w in ('raw', 'ema'): yield images, w, partial(_snapshot_model, snaps[images], w)
+    elif (folder/'model.safetensors').exists():   # a whole run of `miniai train`: its final weights (EMA if kept)
+        info = read_run(folder)
+        images = info.config.epochs*info.n_images
+        yield images, 'ema' if info.config.ema else 'raw', partial(load_run, folder, device='cpu')
+    else: sys.exit(f'{folder} has no snapshots and no model.safetensors yet: train first')
+
+
 @torch.no_grad()
 def evaluate(a):
-    "Score the snapshot nearest to each of `--minutes` (raw and EMA weights): FID at N with DPM-Solver++(2M)."
+    "Score the snapshots nearest to `--minutes` (raw and EMA weights), or a finished run: FID at N, <= 20 NFE."
     torch.set_num_threads(a.threads)
-    folder = RUNS/a.name
-    snaps = {int(p.stem.split('_')[1]): p for p in folder.glob('snap_*.pt')}
-    if not snaps: sys.exit(f'{folder} has no snapshots yet: train first (python {sys.argv[0]} train --name {a.name})')
-    info = read_run(folder)
-    preset, sigma_data = info.config.preset, info.sigma_data
+    folder = Path(a.run) if a.run else RUNS/a.name
+    name = a.name or folder.name
+    a.img_per_s = a.img_per_s or idle_rate(name)
+    if not a.img_per_s:
+        sys.exit(f'{name}: no measured throughput: run `python {sys.argv[0]} calibrate --name {name}` on the idle '
+                 'machine first, or pass --img-per-s')
     out = Path(a.out or folder/'curve.json')
     res = json.loads(out.read_text()) if out.exists() else {'rows': []}
-    done = {(r['images'], r['weights'], r['n'], r['steps']) for r in res['rows']}
-    ie = ImageEval()
-    for m in a.minutes:
-        images = min(snaps, key=lambda i: abs(i - m*60*a.img_per_s))
-        for w in ('raw', 'ema'):
-            if (images, w, a.n, a.steps) in done: continue
-            sd = safe_load(snaps[images])
-            net = build_model(RunConfig(preset=preset))
-            net.load_state_dict(sd['model' if w == 'raw' else 'ema'])
-            D = KarrasDenoiser(net.eval(), sigma_data)
-            g = torch.Generator().manual_seed(0)
-            xs = [sample_dpmpp_2m(D, torch.randn(min(256, a.n - i), 1, 32, 32, generator=g)*80., sigmas_karras(a.steps),
-                                  progress=False) for i in range(0, a.n, 256)]
-            r = ie.evaluate(torch.cat(xs).clamp(-1, 1))
-            res['rows'].append(dict(name=a.name, preset=preset, images=images, minutes=round(images/a.img_per_s/60, 1),
-                                    weights=w, n=a.n, steps=a.steps, nfe=a.steps, fid=r['fid'], kid=r['kid'],
-                                    floor=r['floor'], feature_net=r['feature_net']))
-            atomic_write_json(out, res)
-            print(f"{a.name} after {images:,} images (~{images/a.img_per_s/60:.0f} idle minutes), {w}: {fid_report(r)}",
-                  flush=True)
+    done = {(r['images'], r['weights'], r['n'], r['sampler'], r['steps']) for r in res['rows']}
+    ie = None
+    for images, w, load in _points(a, folder):
+        if (images, w, a.n, a.sampler, a.steps) in done: continue
+        net, info = load()
+        ie = ie or ImageEval()
+        t0 = time.time()
+        x = generate(net, info, progress=False, sampler=a.sampler, steps=a.steps, n=a.n, seed=0)
+        r = ie.evaluate(x)
+        res['rows'].append(dict(name=name, preset=info.config.preset, images=images,
+                                minutes=round(images/a.img_per_s/60, 1), img_per_s=a.img_per_s, weights=w, n=a.n,
+                                sampler=a.sampler, steps=a.steps, nfe=nfe(a.sampler, a.steps), fid=r['fid'],
+                                kid=r['kid'], floor=r['floor'], feature_net=r['feature_net'],
+                                sample_seconds=round(time.time() - t0, 1)))
+        atomic_write_json(out, res)
+        print(f"{name} after {images:,} images (~{images/a.img_per_s/60:.0f} idle minutes), {w}, "
+              f"{a.sampler}-{a.steps}: {fid_report(r)}", flush=True)
+
+
+def calibrate(a):
+    "Training images per second of a run's settings on this machine now (run it with nothing else on the machine)."
+    torch.set_num_threads(a.threads)
+    folder = RUNS/f'_calibrate_{a.name}'
+    cfg = RunConfig(**{**json.loads((RUNS/a.name/'config.json').read_text())['config'], 'checkpoint_minutes': 1e6})
+    if folder.exists(): shutil.rmtree(folder)
+    timer = _Timer(a.warmup_batches, a.batches)
+    try: train_run(cfg, folder, progress=False, cbs=[timer])
+    finally: shutil.rmtree(folder, ignore_errors=True)
+    ips = timer.images/timer.seconds
+    print(f'{a.name}: {ips:.1f} training images/s with {a.threads} thread(s), load {os.getloadavg()[0]:.2f} at the end')
+    rows = json.loads(CALIB.read_text()) if CALIB.exists() else []
+    rows.append(dict(name=a.name, threads=a.threads, img_per_s=round(ips, 1), images=timer.images,
+                     seconds=round(timer.seconds, 1), load_avg_1min=round(os.getloadavg()[0], 2), bs=cfg.bs,
+                     preset=cfg.preset))
+    atomic_write_json(CALIB, rows)
+
+
+class _Timer(Callback):
+    "Time `n` training batches after `skip` warm-up batches, then stop the run."
+    order = 30
+    def __init__(self, skip, n): self.skip, self.n, self.i, self.images = skip, n, 0, 0
+    def before_batch(self, learn):
+        if self.i == self.skip: self.t0 = time.perf_counter()
+    def after_batch(self, learn):
+        if not learn.training: return
+        self.i += 1
+        if self.i > self.skip: self.images += len(learn.batch[0])
+        if self.i == self.skip + self.n:
+            self.seconds = time.perf_counter() - self.t0
+            raise CancelFitException()
+
+
+def report(a):
+    "Gather every run's rows into bench/results/quality_curves.json and plot FID against idle training minutes."
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    rows = [r for p in sorted(RUNS.glob('*/curve.json')) for r in json.loads(p.read_text())['rows']]
+    if not rows: sys.exit(f'no {RUNS}/*/curve.json yet: run eval first')
+    for r in rows:   # minutes on the idle machine's time axis, from the latest calibration of each run's settings
+        r['img_per_s'] = idle_rate(r['name']) or r['img_per_s']
+        r['minutes'] = round(r['images']/r['img_per_s']/60, 1)
+    calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
+    write_json(RESULTS/'quality_curves.json', dict(rows=rows, calibration=calib,
+                                                  command='python bench/quality_curves.py report'))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    lines = sorted({(r['name'], r['weights'], r['sampler'], r['steps']) for r in rows if r['n'] == a.n})
+    for key in lines:
+        pts = sorted((r['minutes'], r['fid']) for r in rows
+                     if (r['name'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n)
+        ax.plot(*zip(*pts), 'o-', label=f'{key[0]} ({key[1]}, {key[2]}-{key[3]})')
+    ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
+               label='real images against the test set')
+    ax.set(xlabel='training minutes (idle 2-core CPU)', ylabel=f'FID (N = {a.n:,}, shipped network)', yscale='log')
+    ax.legend(fontsize=7); fig.tight_layout(); fig.savefig(RESULTS/'quality_curves.png', dpi=90)
+    print(f"wrote {RESULTS/'quality_curves.json'} ({len(rows)} rows) and {RESULTS/'quality_curves.png'}")
 
 
 def main():
@@ -114,15 +207,28 @@ def main():
     t.add_argument('--seed', type=int, default=0)
     t.set_defaults(func=train)
     e = sub.add_parser('eval')
-    e.add_argument('--name', required=True)
-    e.add_argument('--img-per-s', type=float, required=True, help="the idle machine's training throughput for this run")
+    e.add_argument('--name', help='a run of `train` (runs/quality/NAME)')
+    e.add_argument('--run', help='or a finished `miniai train --out` folder (its final weights)')
+    e.add_argument('--img-per-s', type=float, help="the idle machine's training throughput for this run (default: the "
+                   "fastest `calibrate` figure for it)")
     e.add_argument('--minutes', type=float, nargs='+', default=[10, 30, 60, 120])
     e.add_argument('--n', type=int, default=2048)
-    e.add_argument('--steps', type=int, default=20, help='DPM-Solver++(2M) steps (= model evaluations)')
+    e.add_argument('--sampler', default='dpmpp_2m', choices=SAMPLER_NAMES)
+    e.add_argument('--steps', type=int, default=20, help='sampler steps (heun: 2*steps-1 model evaluations)')
     e.add_argument('--threads', type=int, default=2)
     e.add_argument('--out', default=None, help='JSON of the rows (default: runs/quality/NAME/curve.json)')
     e.set_defaults(func=evaluate)
+    c = sub.add_parser('calibrate')
+    c.add_argument('--name', required=True, help='the run whose settings to time')
+    c.add_argument('--threads', type=int, default=2)
+    c.add_argument('--warmup-batches', type=int, default=20)
+    c.add_argument('--batches', type=int, default=200)
+    c.set_defaults(func=calibrate)
+    r = sub.add_parser('report')
+    r.add_argument('--n', type=int, default=2048)
+    r.set_defaults(func=report)
     a = p.parse_args()
+    if a.func is evaluate and not (a.name or a.run): p.error('eval: give --name or --run')
     a.func(a)
 
 
