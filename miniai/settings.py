@@ -106,8 +106,8 @@ class RunConfig(Settings):
     "Every setting of a diffusion training run: the one place their defaults live (`miniai train` reads them here)."
     objective: str = setting('karras', 'training objective: karras = EDM preconditioning (13_karras), ddpm = '
                              'noise prediction (10_ddpm_v2)', choices=OBJECTIVES)
-    preset: str = setting('micro', 'U-Net size: micro trains an epoch in about 8 minutes on 2 CPU cores; tiny is 3x '
-                          'slower; small and course (lesson 15) want a GPU', choices=tuple(PRESETS))
+    preset: str = setting('micro', 'U-Net size: micro trains an epoch in about 3 minutes on 2 CPU cores; tiny is '
+                          'about 2x slower; small and course (lesson 15) want a GPU', choices=tuple(PRESETS))
     schedule: str = setting('linear', 'DDPM noise schedule: what the ddpm objective trains on, and the ddpm and ddim '
                             'samplers walk', choices=SCHEDULES)
     n_steps: int = setting(1000, 'steps of the DDPM schedule', lo=2, hi=10_000)
@@ -134,6 +134,7 @@ RESUME_FREE = ('checkpoint_minutes',)   # the settings a resumed run may change:
 # %% ../nbs/15_settings.ipynb #ba92f877
 RECIPES = {
     'demo': {},
+    'ten_minutes': dict(epochs=3),
     'course': dict(objective='ddpm', preset='course', bs=128, lr=4e-3, epochs=5),
 }
 
