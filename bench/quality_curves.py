@@ -28,7 +28,7 @@ from miniai.checkpoint import atomic_save, atomic_write_json, safe_load
 from miniai.fid import ImageEval, fid_report
 from miniai.settings import PRESETS, SAMPLER_NAMES, RunConfig
 from miniai.recipes import EMACB, build_model, generate, load_run, nfe, read_run, train as train_run
-from _common import RESULTS, write_json
+from _common import RESULTS, TimeBudgetCB, write_json
 
 RUNS = Path('runs/quality')
 CALIB = RESULTS/'quality_calibration.json'   # measured training throughput of each run's settings on the idle machine
@@ -134,40 +134,26 @@ def calibrate(a):
     "Training images per second of a run's settings on this machine now (run it with nothing else on the machine)."
     torch.set_num_threads(a.threads)
     folder = RUNS/f'_calibrate_{a.name}'
-    cfg = RunConfig(**{**json.loads((RUNS/a.name/'config.json').read_text())['config'], 'checkpoint_minutes': 1e6})
+    cfg = read_run(RUNS/a.name).config.replace(checkpoint_minutes=1e6)
     if folder.exists(): shutil.rmtree(folder)
-    timer = _Timer(a.warmup_batches, a.batches)
+    timer = TimeBudgetCB(a.seconds, warmup=a.warmup_batches, min_steps=20)
     try: train_run(cfg, folder, progress=False, cbs=[timer])
     finally: shutil.rmtree(folder, ignore_errors=True)
-    ips = timer.images/timer.seconds
-    print(f'{a.name}: {ips:.1f} training images/s with {a.threads} thread(s), load {os.getloadavg()[0]:.2f} at the end')
-    rows = json.loads(CALIB.read_text()) if CALIB.exists() else []
-    rows.append(dict(name=a.name, threads=a.threads, img_per_s=round(ips, 1), images=timer.images,
-                     seconds=round(timer.seconds, 1), load_avg_1min=round(os.getloadavg()[0], 2), bs=cfg.bs,
+    print(f'{a.name}: {timer.images_per_s:.1f} training images/s with {a.threads} thread(s), load '
+          f'{os.getloadavg()[0]:.2f} at the end')
+    out = Path(a.out or CALIB)
+    rows = json.loads(out.read_text()) if out.exists() else []
+    rows.append(dict(name=a.name, threads=a.threads, img_per_s=round(timer.images_per_s, 1), images=timer.imgs,
+                     seconds=round(timer.secs, 1), load_avg_1min=round(os.getloadavg()[0], 2), bs=cfg.bs,
                      preset=cfg.preset))
-    atomic_write_json(CALIB, rows)
-
-
-class _Timer(Callback):
-    "Time `n` training batches after `skip` warm-up batches, then stop the run."
-    order = 30
-    def __init__(self, skip, n): self.skip, self.n, self.i, self.images = skip, n, 0, 0
-    def before_batch(self, learn):
-        if self.i == self.skip: self.t0 = time.perf_counter()
-    def after_batch(self, learn):
-        if not learn.training: return
-        self.i += 1
-        if self.i > self.skip: self.images += len(learn.batch[0])
-        if self.i == self.skip + self.n:
-            self.seconds = time.perf_counter() - self.t0
-            raise CancelFitException()
+    atomic_write_json(out, rows)
 
 
 def series(name: str) -> str:
-    "The curve a run belongs to: runs with a one-cycle schedule are one point each (the schedule fits the budget)."
-    if name.startswith('demo'): return 'micro, OneCycle over the budget (one run per point)'
-    preset = name.split('_')[0]
-    return f'{preset}, inverse-sqrt lr (one run, snapshots)'
+    "The curve a run belongs to: with a one-cycle schedule each run is one point (its schedule fits its budget)."
+    c = read_run(RUNS/name).config
+    if c.lr_sched == 'onecycle': return f'{c.preset}, OneCycle over the budget (one run per point)'
+    return f'{c.preset}, inverse-sqrt lr (one run, snapshots)'
 
 
 def report(a):
@@ -233,7 +219,8 @@ def main():
     c.add_argument('--name', required=True, help='the run whose settings to time')
     c.add_argument('--threads', type=int, default=2)
     c.add_argument('--warmup-batches', type=int, default=20)
-    c.add_argument('--batches', type=int, default=200)
+    c.add_argument('--seconds', type=float, default=40., help='timed training seconds after the warm-up')
+    c.add_argument('--out', default=None, help=f'JSON to append the figure to (default: {CALIB})')
     c.set_defaults(func=calibrate)
     r = sub.add_parser('report')
     r.add_argument('--n', type=int, default=2048)

@@ -94,3 +94,21 @@ def test_dropout_full_smoke(tmp_path):
     assert 0.1 < d['accuracy_dropout'] <= 1 and 0.1 < d['accuracy_plain'] <= 1, d
     assert d['mc_passes'] == 2 and d['recipe']['nfs'] == [4, 8, 16, 32, 64, 128]
     assert all(0 <= v <= 1 for v in d['auroc'].values()), d['auroc']
+
+def test_quality_curves(tmp_path):
+    "train (snapshots), calibrate and eval of bench/quality_curves.py at toy size, in a scratch folder (runs/quality)."
+    def qc(*args):
+        r = subprocess.run([sys.executable, str(BENCH/'quality_curves.py'), *map(str, args)], capture_output=True,
+                           text=True, timeout=900, env=ENV, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    qc('train', '--name', 't', '--max-images', 1280, '--snap-every', 640, '--bs', 64)
+    assert sorted(p.name for p in (tmp_path/'runs/quality/t').glob('snap_*.pt')) == ['snap_00000640.pt', 'snap_00001280.pt']
+    qc('calibrate', '--name', 't', '--threads', 1, '--warmup-batches', 2, '--seconds', 1, '--out', tmp_path/'c.json')
+    c = json.loads((tmp_path/'c.json').read_text())
+    assert c[0]['name'] == 't' and c[0]['img_per_s'] > 0
+    out = qc('eval', '--name', 't', '--img-per-s', 640/60, '--minutes', 1, 5, '--n', 16, '--steps', 2, '--threads', 1)
+    assert 'no snapshot within 5% of 5 minutes' in out, out      # 3,200 images were never reached: refused, not faked
+    rows = json.loads((tmp_path/'runs/quality/t/curve.json').read_text())['rows']
+    assert [(r['images'], r['weights'], r['nfe']) for r in rows] == [(640, 'raw', 2), (640, 'ema', 2)], rows
+    assert all(math.isfinite(r['fid']) for r in rows)
