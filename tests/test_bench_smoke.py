@@ -103,7 +103,8 @@ def test_quality_curves(tmp_path):
         assert r.returncode == 0, r.stderr[-3000:]
         return r.stdout
     qc('train', '--name', 't', '--max-images', 1280, '--snap-every', 640, '--bs', 64)
-    assert sorted(p.name for p in (tmp_path/'runs/quality/t').glob('snap_*.pt')) == ['snap_00000640.pt', 'snap_00001280.pt']
+    snaps = sorted(p.name for p in (tmp_path/'runs/quality/t').glob('snap_*.pt'))
+    assert snaps == ['snap_00000640.pt', 'snap_00001280.pt'], snaps
     qc('calibrate', '--name', 't', '--threads', 1, '--warmup-batches', 2, '--seconds', 1, '--out', tmp_path/'c.json')
     c = json.loads((tmp_path/'c.json').read_text())
     assert c[0]['name'] == 't' and c[0]['img_per_s'] > 0
