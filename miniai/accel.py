@@ -16,8 +16,8 @@ from accelerate.state import AcceleratorState, PartialState
 from .learner import TrainCB, DeviceCB, ProgressCB, check_batch, _BATCH_STEPS
 
 # %% auto #0
-__all__ = ['AMP_DTYPES', 'amp_dtype', 'autocast_supported', 'resolve_amp', 'to_fp32', 'grads_finite', 'MixedPrecision',
-           'AccelerateCB']
+__all__ = ['AMP_DTYPES', 'amp_dtype', 'autocast_supported', 'default_amp', 'resolve_amp', 'to_fp32', 'grads_finite',
+           'MixedPrecision', 'AccelerateCB']
 
 # %% ../nbs/07_accel.ipynb #3980b5a0
 AMP_DTYPES = {'fp16': torch.float16, 'float16': torch.float16, 'bf16': torch.bfloat16, 'bfloat16': torch.bfloat16}
@@ -40,11 +40,16 @@ def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
             with torch.autocast(device_type, dtype=dtype): return torch.is_autocast_enabled(device_type)
         except RuntimeError: return False
 
+def default_amp(device_type: str) -> torch.dtype:
+    "bf16 (fp32's range: nothing overflows), except on CUDA GPUs without it (before Ampere): fp16, with loss scaling."
+    if device_type == 'cuda' and not autocast_supported('cuda', torch.bfloat16): return torch.float16
+    return torch.bfloat16
+
 _warned = set()
 
 def resolve_amp(device_type: str, dtype=None) -> torch.dtype | None:
-    "The autocast type for `device_type` (default fp16 on CUDA, else bf16), or None (fp32, warned once) if unsupported."
-    dt = amp_dtype(dtype) if dtype is not None else torch.float16 if device_type == 'cuda' else torch.bfloat16
+    "The autocast type for `device_type` (`default_amp` unless `dtype`), or None (fp32, warned once) if unsupported."
+    dt = amp_dtype(dtype) if dtype is not None else default_amp(device_type)
     if autocast_supported(device_type, dt): return dt
     if (device_type, dt) not in _warned:
         _warned.add((device_type, dt))

@@ -445,14 +445,23 @@ class _ResumableEpoch:
 
 # %% ../nbs/03_checkpoint.ipynb #40aaee09
 class NonFiniteGuardCB(Callback):
-    "Stop with a clear error at the first non-finite training loss (unless a GradScaler, `learn.scaler`, skips it)."
+    "Stop at a non-finite training loss; under a GradScaler (`learn.scaler`: it skips them), at `patience` in a row."
     order = -5
+    def __init__(self, patience: int = 3): self.patience, self.n_bad = patience, 0
     def after_loss(self, learn):
-        if not learn.training or bool(torch.isfinite(learn.loss.detach()).all()): return
-        if learn.scaler is not None and learn.scaler.is_enabled(): return
+        if not learn.training: return
+        if bool(torch.isfinite(learn.loss.detach()).all()): self.n_bad = 0; return
+        self.n_bad += 1
+        scaled = learn.scaler is not None and learn.scaler.is_enabled()
+        if scaled and self.n_bad < self.patience: return
         ck = next((cb for cb in learn.cbs if isinstance(cb, CheckpointCB)), None)
         where = (f"the last good checkpoint is {ck.path} ({ck.saved_at})" if ck is not None and ck.saved_at is not None
                  else "no checkpoint was written in this run")
-        raise FloatingPointError(f"non-finite loss ({learn.loss.item()}) at epoch {learn.epoch}, batch {learn.iter}: "
-                                 f"stopped before it reached the weights; {where}. Lower the learning rate, check the "
-                                 "data, or use gradient clipping.")
+        at = f"at epoch {learn.epoch}, batch {learn.iter}"
+        if scaled:
+            raise FloatingPointError(f"non-finite loss in {self.n_bad} batches in a row {at}: the forward pass "
+                                     "overflows float16 (largest value 65,504), which the GradScaler cannot fix, it "
+                                     f"only skips the steps; {where}. Train in bf16 (MixedPrecision('bf16'), GPUs from "
+                                     "Ampere on) or fp32, or lower the learning rate.")
+        raise FloatingPointError(f"non-finite loss ({learn.loss.item()}) {at}: stopped before it reached the weights; "
+                                 f"{where}. Lower the learning rate, check the data, or use gradient clipping.")

@@ -22,7 +22,8 @@ from fastprogress import master_bar, progress_bar
 from .core import def_device, to_cpu, to_device
 
 with warnings.catch_warnings():   # torcheval 0.0.7 uses torch.jit.script, which recent torch versions deprecate
-    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    # a FutureWarning in torch 2.14, a DeprecationWarning in earlier versions: both are silenced
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')
     from torcheval.metrics import Mean
 
 # %% auto #0

@@ -18,7 +18,8 @@ from .learner import TrainLearner, DeviceCB, MetricsCB, ProgressCB, BatchSchedCB
 from .init import conv, GeneralRelu, init_weights
 
 with warnings.catch_warnings():   # torcheval 0.0.7 uses torch.jit.script, which recent torch versions deprecate
-    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated', category=FutureWarning)
+    # a FutureWarning in torch 2.14, a DeprecationWarning in earlier versions: both are silenced
+    warnings.filterwarnings('ignore', message='`torch.jit.script` is deprecated')
     from torcheval.metrics import MulticlassAccuracy
 
 # %% auto #0

@@ -123,7 +123,8 @@ class RunConfig(Settings):
     flip: bool = setting(False, 'mirror training images left-right at random')
     p_mean: float = setting(-1.2, 'karras: mean of ln(sigma) of the training noise', lo=-10, hi=10)
     p_std: float = setting(1.2, 'karras: standard deviation of ln(sigma) of the training noise', lo=0, hi=10)
-    mp: bool = setting(False, 'mixed precision (fp16 with a GradScaler on CUDA, bf16 on CPUs that support it)')
+    mp: bool = setting(False, 'mixed precision: bf16 autocast (fp16 with a GradScaler on GPUs '
+                       'without bf16, before Ampere)')
     seed: int = setting(42, 'random seed', lo=0, hi=2**32 - 1)
     n_train: int | None = setting(None, 'train on the first N images only (none: all 60,000)', lo=1, hi=_N_TRAIN)
     checkpoint_minutes: float = setting(10., 'also checkpoint inside an epoch this often, so that a crash loses at '

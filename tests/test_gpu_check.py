@@ -23,6 +23,7 @@ def test_gpu_check_dry_run(tmp_path):
         assert f['finite'] and f['falling'] and f['last_loss'] < f['first_loss'] and f['weights_changed'], (m, f)
         assert f['skipped_steps'] < f['steps']//2, (m, f)
     assert c['fit_fp16']['loss_scaler'] and c['fit_fp16']['autocast'] == 'float16'   # the CUDA recipe's path, on CPU
+    assert c['fit_fp16']['required'] is False    # bf16 is this machine's default: fp16 is reported, not required
     assert c['fit_fp32']['autocast'] == 'float32' and not c['fit_fp32']['loss_scaler']
     for smp in ('dpmpp_2m', 'ddim'): assert c['sampling'][smp]['finite'] and c['sampling'][smp]['std'] > 0
     k = c['checkpoint']
@@ -43,3 +44,29 @@ def test_gpu_check_failure_is_reported(tmp_path):
     assert r.returncode == 1 and 'SOME CHECKS FAILED' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
     d = json.loads(out.read_text())
     assert not d['ok'] and not d['checks']['fit_fp32']['ok'] and d['checks']['checkpoint']['ok']
+
+def test_gpu_check_fp16_overflow_traced_and_reported(tmp_path):
+    """Where fp16 is not the default 16-bit type (bf16 is: here, and on GPUs from Ampere on), an fp16 fit that overflows
+    is reported, traced to the step and module where the overflow began, and does not fail the command."""
+    out = tmp_path/'gc.json'
+    code = ("import sys; out, bench = sys.argv[1:]\n"
+            "sys.argv = ['gpu_check.py', '--dry-run', '--fp16-variants', '--out', out]\n"
+            "sys.path.insert(0, bench); import torch, gpu_check as g\n"
+            "class Blow(torch.nn.Module):\n"
+            "    'Overflows fp16 activations only, as a too-large activation would.'\n"
+            "    def forward(self, x): return x*1e6 if x.dtype == torch.float16 else x\n"
+            "mk = g.make_net\n"
+            "def make_net(sz):\n"
+            "    net = mk(sz); net.conv_in = torch.nn.Sequential(net.conv_in, Blow()); return net\n"
+            "g.make_net = make_net; g.main()")
+    r = subprocess.run([sys.executable, '-c', code, str(out), str(BENCH)], capture_output=True, text=True, timeout=600,
+                       env=ENV, cwd=BENCH.parent)
+    assert r.returncode == 0 and 'FAIL (reported, not required)' in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    d = json.loads(out.read_text())
+    f = d['checks']['fit_fp16']
+    assert d['ok'] and not f['ok'] and f['required'] is False and not f['finite'], f
+    assert f['first_nonfinite_step'] == 0 and f['weights_finite'], f
+    assert f['first_nonfinite_module']['module'] == 'conv_in.1' and f['first_nonfinite_module']['dtype'] == 'float16', f
+    assert d['checks']['fit_bf16']['ok'] and d['checks']['fit_fp32']['ok']
+    v = d['checks']['fp16_variants']     # the other U-Nets (a toy one in a dry run): reported, never required
+    assert v['required'] is False and v['variants']['toy']['first_nonfinite_module']['module'] == 'conv_in.1', v
