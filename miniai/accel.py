@@ -41,7 +41,7 @@ def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
         except RuntimeError: return False
 
 def default_amp(device_type: str) -> torch.dtype:
-    "bf16 (fp32's range: nothing overflows), except on CUDA GPUs without it (before Ampere): fp16, with loss scaling."
+    "bf16 (it has fp32's range), except on CUDA GPUs without it (before Ampere): fp16, with loss scaling."
     if device_type == 'cuda' and not autocast_supported('cuda', torch.bfloat16): return torch.float16
     return torch.bfloat16
 
