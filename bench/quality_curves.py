@@ -152,8 +152,9 @@ def calibrate(a):
 def series(name: str) -> str:
     "The curve a run belongs to: with a one-cycle schedule each run is one point (its schedule fits its budget)."
     c = read_run(RUNS/name).config
-    if c.lr_sched == 'onecycle': return f'{c.preset}, OneCycle over the budget (one run per point)'
-    return f'{c.preset}, inverse-sqrt lr (one run, snapshots)'
+    flips = ', random flips' if c.flip else ''
+    if c.lr_sched == 'onecycle': return f'{c.preset}{flips}, OneCycle over the budget (one run per point)'
+    return f'{c.preset}{flips}, inverse-sqrt lr (one run, snapshots)'
 
 
 def report(a):

@@ -136,6 +136,7 @@ RESUME_FREE = ('checkpoint_minutes',)   # the settings a resumed run may change:
 RECIPES = {
     'demo': {},
     'ten_minutes': dict(epochs=3),
+    'half_hour': dict(epochs=11, ema=True),
     'course': dict(objective='ddpm', preset='course', bs=128, lr=4e-3, epochs=5),
 }
 
