@@ -225,8 +225,9 @@ def speed(dev, sz) -> dict:
                 ok=all(r['images_per_s'] > 0 for r in rows))
 
 
-def failure(log: str) -> str:
-    "The part of a failed `nbdev_test`'s output that says why: from the failing cell's traceback on, else its end."
+def failure(log: str, root: Path) -> str:
+    "Why `nbdev_test` failed: its output from the failing cell's traceback on (else its end), paths relative to `root`."
+    log = log.replace(f'{root}{os.sep}', '')
     i = max(log.rfind('While Executing Cell'), log.rfind('Traceback (most recent call last)'))
     return log[max(i - 300, 0):][:2500] if i >= 0 else log[-2500:]
 
@@ -246,7 +247,7 @@ def notebooks_check(sz) -> dict:
             p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=sz['nb_timeout'],
                                env={**os.environ, 'MINIAI_SCALE': 'ci'})
             out[nb] = dict(ok=p.returncode == 0, seconds=round(time.time() - t0, 1),
-                           **({} if p.returncode == 0 else {'error': failure(p.stdout + p.stderr)}))
+                           **({} if p.returncode == 0 else {'error': failure(p.stdout + p.stderr, root)}))
         except subprocess.TimeoutExpired: out[nb] = dict(ok=False, seconds=sz['nb_timeout'], error='timed out')
         print(f"  {nb:13s} {'ok  ' if out[nb]['ok'] else 'FAIL'} ({out[nb]['seconds']:.0f} s)", flush=True)
     return dict(notebooks=out, ok=all(v['ok'] for v in out.values()))

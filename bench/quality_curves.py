@@ -152,9 +152,11 @@ def calibrate(a):
 def series(name: str) -> str:
     "The curve a run belongs to: with a one-cycle schedule each run is one point (its schedule fits its budget)."
     c = read_run(RUNS/name).config
-    flips = ', random flips' if c.flip else ''
-    if c.lr_sched == 'onecycle': return f'{c.preset}{flips}, OneCycle over the budget (one run per point)'
-    return f'{c.preset}{flips}, inverse-sqrt lr (one run, snapshots)'
+    d = RunConfig()
+    extra = (', random flips' if c.flip else '') + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)'
+                                                     if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else '')
+    if c.lr_sched == 'onecycle': return f'{c.preset}{extra}, OneCycle over the budget (one run per point)'
+    return f'{c.preset}{extra}, inverse-sqrt lr (one run, snapshots)'
 
 
 def report(a):
