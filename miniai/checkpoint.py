@@ -448,6 +448,7 @@ class NonFiniteGuardCB(Callback):
     "Stop at a non-finite training loss; under a GradScaler (`learn.scaler`: it skips them), at `patience` in a row."
     order = -5
     def __init__(self, patience: int = 3): self.patience, self.n_bad = patience, 0
+    def before_fit(self, learn): self.n_bad = 0
     def after_loss(self, learn):
         if not learn.training: return
         if bool(torch.isfinite(learn.loss.detach()).all()): self.n_bad = 0; return
@@ -459,9 +460,10 @@ class NonFiniteGuardCB(Callback):
                  else "no checkpoint was written in this run")
         at = f"at epoch {learn.epoch}, batch {learn.iter}"
         if scaled:
-            raise FloatingPointError(f"non-finite loss in {self.n_bad} batches in a row {at}: the forward pass "
-                                     "overflows float16 (largest value 65,504), which the GradScaler cannot fix, it "
-                                     f"only skips the steps; {where}. Train in bf16 (MixedPrecision('bf16'), GPUs from "
-                                     "Ampere on) or fp32, or lower the learning rate.")
+            raise FloatingPointError(f"non-finite loss in {self.n_bad} batches in a row {at}: the forward pass gives "
+                                     "inf/NaN, which the GradScaler cannot fix, it only skips the steps (in fp16 this "
+                                     "is usually an activation above float16's largest value, 65,504); "
+                                     f"{where}. Train in bf16 (MixedPrecision('bf16'), GPUs from Ampere on) or fp32, "
+                                     "lower the learning rate, or check the data.")
         raise FloatingPointError(f"non-finite loss ({learn.loss.item()}) {at}: stopped before it reached the weights; "
                                  f"{where}. Lower the learning rate, check the data, or use gradient clipping.")
