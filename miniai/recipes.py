@@ -389,7 +389,8 @@ def denoiser(model, info: RunInfo):
     "The run's network as a denoiser D(x, sigma) -> x0, through its objective's adapter (11_denoisers)."
     return OBJECTIVE_PARTS[info.config.objective].denoiser(model, info.config, info.sigma_data)
 
-def karras_sigmas_for(D, steps: int, sigma_min: float = 0.01, sigma_max: float = 80.) -> torch.Tensor:
+def karras_sigmas_for(D, steps: int, sigma_min: float = SampleConfig.sigma_min,
+                      sigma_max: float = SampleConfig.sigma_max) -> torch.Tensor:
     "`steps` Karras noise levels in [sigma_min, sigma_max], within the range the denoiser knows (its sigma_min/max)."
     lo, hi = max(sigma_min, getattr(D, 'sigma_min', 0.)), min(sigma_max, getattr(D, 'sigma_max', math.inf))
     return sigmas_karras(steps, lo, hi)

@@ -113,3 +113,18 @@ def test_quality_curves(tmp_path):
     rows = json.loads((tmp_path/'runs/quality/t/curve.json').read_text())['rows']
     assert [(r['images'], r['weights'], r['nfe']) for r in rows] == [(640, 'raw', 2), (640, 'ema', 2)], rows
     assert all(math.isfinite(r['fid']) for r in rows)
+    qc('eval', '--name', 't', '--img-per-s', 640/60, '--minutes', 1, '--n', 16, '--steps', 2, '--threads', 1,
+       '--sigma-max', 20, '--weights', 'ema')                   # another noise range: one more row, EMA weights only
+    rows = json.loads((tmp_path/'runs/quality/t/curve.json').read_text())['rows']
+    assert [(r['weights'], r['sigma_max']) for r in rows] == [('raw', 80), ('ema', 80), ('ema', 20)], rows
+
+
+def test_throughput_variants(tmp_path):
+    "bench/throughput.py times each layout variant and thread count it is given, and names them in its rows."
+    out = tmp_path/'tp.json'
+    run('throughput.py', '--presets', 'micro', '--modes', 'fp32', '--variants', 'eager', 'channels_last',
+        '--threads', 1, 2, '--bs', 8, '--seconds', 0.2, '--min-steps', 1, '--warmup', 1, '--out', out)
+    rows = json.loads(out.read_text())['rows']
+    assert [(r['variant'], r['threads']) for r in rows] == [('eager', 1), ('channels_last', 1), ('eager', 2),
+                                                            ('channels_last', 2)], rows
+    assert all(r['images_per_s'] > 0 and r['timed_images'] >= 8 for r in rows), rows
