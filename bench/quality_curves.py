@@ -169,7 +169,7 @@ def series(name: str) -> str:
     return f'{c.preset}{extra}, inverse-sqrt lr (one run, snapshots)'
 
 
-DEFAULT_SAMPLING = ('dpmpp_2m', 20, *CURVE_SIGMAS)   # the curves' sampler; other samplers and ranges: the table
+CURVE_SAMPLING = ('dpmpp_2m', 20, *CURVE_SIGMAS)   # the curves' sampler, steps, σ range; the others: the table
 
 
 def report(a):
@@ -184,15 +184,16 @@ def report(a):
         r['series'] = series(r['name'])
         r['sigma_min'], r['sigma_max'] = sigma_range(r)
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
-    write_json(RESULTS/'quality_curves.json', dict(rows=rows, calibration=calib,
+    curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
+    write_json(RESULTS/'quality_curves.json', dict(rows=rows, calibration=calib, curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
     fig, ax = plt.subplots(figsize=(7, 6.5))
     lines = sorted({(r['series'], r['weights'], r['sampler'], r['steps']) for r in rows  # other samplers: the table
-                    if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == DEFAULT_SAMPLING})
+                    if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING})
     for key in lines:
         pts = sorted((r['minutes'], r['fid']) for r in rows
                      if (r['series'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n
-                     and sigma_range(r) == DEFAULT_SAMPLING[2:])
+                     and sigma_range(r) == CURVE_SAMPLING[2:])
         ax.plot(*zip(*pts), 'o-', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
     ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
                label='real images against the test set')
