@@ -26,7 +26,7 @@ import torch
 from miniai.learner import Callback, CancelFitException
 from miniai.checkpoint import atomic_save, atomic_write_json, safe_load
 from miniai.fid import ImageEval, fid_report
-from miniai.settings import PRESETS, SAMPLER_NAMES, RunConfig, SampleConfig
+from miniai.settings import LOSS_WEIGHTS, PRESETS, SAMPLER_NAMES, RunConfig, SampleConfig
 from miniai.recipes import EMACB, build_model, generate, load_run, nfe, read_run, train as train_run
 from _common import RESULTS, TimeBudgetCB, write_json
 
@@ -60,7 +60,8 @@ def train(a):
     torch.set_num_threads(a.threads)
     folder = RUNS/a.name
     cfg = RunConfig(preset=a.preset, bs=a.bs, lr=a.lr, lr_sched='invsqrt', warmup=a.warmup, t_ref=a.t_ref, ema=True,
-                    ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, seed=a.seed, epochs=1000)
+                    ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, loss_weight=a.loss_weight,
+                    seed=a.seed, epochs=1000)
     snaps = SnapshotCB(folder, a.snap_every, a.max_images, a.bs)
     train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
 
@@ -164,7 +165,8 @@ def series(name: str) -> str:
     c = read_run(RUNS/name).config
     d = RunConfig()
     extra = ((', random flips' if c.flip else '') + (f', bs {c.bs}' if c.bs != d.bs else '')
-             + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)' if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else ''))
+             + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)' if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else '')
+             + (f', {c.loss_weight} loss weights' if c.loss_weight != d.loss_weight else ''))
     if c.lr_sched == 'onecycle': return f'{c.preset}{extra}, OneCycle over the budget (one run per point)'
     return f'{c.preset}{extra}, inverse-sqrt lr (one run, snapshots)'
 
@@ -218,6 +220,7 @@ def main():
     t.add_argument('--p-mean', type=float, default=-1.2)
     t.add_argument('--p-std', type=float, default=1.2)
     t.add_argument('--flip', action='store_true')
+    t.add_argument('--loss-weight', default='edm', choices=LOSS_WEIGHTS, help='weights of the noise levels in the loss')
     t.add_argument('--snap-every', type=int, default=10_000)
     t.add_argument('--max-images', type=int, default=500_000)
     t.add_argument('--threads', type=int, default=1)

@@ -140,10 +140,15 @@ def init_ddpm(model: UNet2DModel) -> UNet2DModel:
 
 # %% ../nbs/10_ddpm_v2.ipynb #1c12c071
 def tiny_unet(nfs=(8, 16, 32), groups: int = 4, layers_per_block: int = 1, attn: bool = False,
-              zero_init: bool = False) -> UNet:
-    "A 1-channel 32×32 `UNet`, widths `nfs`, attention below the first level if `attn`; `init_ddpm` if `zero_init`."
-    down = ('DownBlock2D',) + (('AttnDownBlock2D',) if attn else ('DownBlock2D',))*(len(nfs) - 1)
-    up = (('AttnUpBlock2D',) if attn else ('UpBlock2D',))*(len(nfs) - 1) + ('UpBlock2D',)
+              zero_init: bool = False, attn_levels: int | None = None) -> UNet:
+    "A 1-channel 32×32 `UNet`, widths `nfs`; if `attn`, self-attention in the middle block and the `attn_levels` "
+    "lowest-resolution levels (default: all but the first); `init_ddpm` if `zero_init`."
+    k = (len(nfs) - 1 if attn_levels is None else attn_levels) if attn else 0
+    if not 0 <= k <= len(nfs):
+        raise ValueError(f"tiny_unet: attn_levels={attn_levels} must be between 0 and the number of levels, "
+                         f"{len(nfs)}.")
+    down = ('DownBlock2D',)*(len(nfs) - k) + ('AttnDownBlock2D',)*k
+    up = ('AttnUpBlock2D',)*k + ('UpBlock2D',)*(len(nfs) - k)
     model = UNet(sample_size=32, in_channels=1, out_channels=1, block_out_channels=tuple(nfs),
                  layers_per_block=layers_per_block, down_block_types=down, up_block_types=up, norm_num_groups=groups,
                  add_attention=attn)

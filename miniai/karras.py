@@ -5,6 +5,7 @@
 # %% ../nbs/13_karras.ipynb #c4784ac3
 from __future__ import annotations
 import torch
+import torch.nn.functional as F
 
 from .core import per_item, append_dims
 from .learner import BatchTransformCB
@@ -12,7 +13,7 @@ from .ddpm_v2 import flat_batch
 from .denoisers import KarrasScalings
 
 # %% auto #0
-__all__ = ['noisify_karras', 'KarrasCB', 'sigmas_karras']
+__all__ = ['LOSS_WEIGHTS', 'noisify_karras', 'karras_loss_weight', 'weighted_mse', 'KarrasCB', 'sigmas_karras']
 
 # %% ../nbs/13_karras.ipynb #5dd5f442
 def noisify_karras(x0, sigma_data: float, sigma=None, p_mean: float = -1.2, p_std: float = 1.2):
@@ -26,15 +27,37 @@ def noisify_karras(x0, sigma_data: float, sigma=None, p_mean: float = -1.2, p_st
     x = x0 + torch.randn_like(x0)*append_dims(sigma, x0)
     return (c_in*x, c_noise), (x0 - c_skip*x)/c_out
 
+# %% ../nbs/13_karras.ipynb #9d4d5fbb
+LOSS_WEIGHTS = ('edm', 'min_snr')
+
+def karras_loss_weight(sigma, sigma_data: float, kind: str = 'edm', gamma: float = 5.) -> torch.Tensor:
+    "Weight of each item's loss on F at noise level `sigma`: edm 1; min_snr min(σ_data², γσ²)/(σ²+σ_data²) (min-SNR-γ)."
+    if kind not in LOSS_WEIGHTS:
+        raise ValueError(f"karras_loss_weight: unknown weighting {kind!r}; choose one of {list(LOSS_WEIGHTS)}.")
+    sigma = torch.as_tensor(sigma)
+    if kind == 'edm': return torch.ones_like(sigma)
+    return torch.minimum(torch.full_like(sigma, sigma_data**2), gamma*sigma**2)/(sigma**2 + sigma_data**2)
+
+def weighted_mse(preds, target, weight=None):
+    "The mean squared error, each item's squared error times its `weight` (one per item) if given; else `F.mse_loss`."
+    if weight is None: return F.mse_loss(preds, target)
+    weight = append_dims(per_item(weight, preds, 'weight', 'weighted_mse'), preds)
+    return (weight*(preds - target)**2).mean()
+
+
 # %% ../nbs/13_karras.ipynb #f1a8041f
 class KarrasCB(BatchTransformCB):
-    "Replace each batch `(x0, ...)` by `(c_in*x, c_noise, target)` from `noisify_karras`; use with `TrainCB(n_inp=2)`."
-    def __init__(self, sigma_data: float, p_mean: float = -1.2, p_std: float = 1.2):
-        KarrasScalings(sigma_data)   # refuse a bad sigma_data now, not at the first batch
-        self.sigma_data, self.p_mean, self.p_std = sigma_data, p_mean, p_std
+    "Replace each batch `(x0, ...)` by `(c_in*x, c_noise, target)` from `noisify_karras`, plus each item's loss weight "
+    "unless `loss_weight='edm'` (see below); use with `TrainCB(n_inp=2)` and the loss `weighted_mse`."
+    def __init__(self, sigma_data: float, p_mean: float = -1.2, p_std: float = 1.2, loss_weight: str = 'edm'):
+        KarrasScalings(sigma_data)   # refuse a bad sigma_data or weighting now, not at the first batch
+        karras_loss_weight(1., sigma_data, loss_weight)
+        self.sigma_data, self.p_mean, self.p_std, self.loss_weight = sigma_data, p_mean, p_std, loss_weight
         super().__init__(self._noisify)
     def _noisify(self, b):
-        return flat_batch(noisify_karras(b[0], self.sigma_data, p_mean=self.p_mean, p_std=self.p_std))
+        b = flat_batch(noisify_karras(b[0], self.sigma_data, p_mean=self.p_mean, p_std=self.p_std))
+        if self.loss_weight == 'edm': return b   # weight 1 everywhere: the plain MSE
+        return (*b, karras_loss_weight((4*b[1]).exp(), self.sigma_data, self.loss_weight))   # sigma = exp(4 c_noise)
 
 # %% ../nbs/13_karras.ipynb #4cf81462
 def sigmas_karras(n: int, sigma_min: float = 0.01, sigma_max: float = 80., rho: float = 7.,

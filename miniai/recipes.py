@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn, optim
 from torch.optim.lr_scheduler import OneCycleLR
 import matplotlib.pyplot as plt
@@ -31,17 +30,18 @@ from .fid import ImageEval, feature_net
 from .resnet import train_classifier
 from .ddpm_v2 import DDPMSchedule, linear_sched, cosine_sched, noisify, flat_batch, tiny_unet, ddpm_sample, ddim_sample
 from .denoisers import KarrasDenoiser, DDPMDenoiser, EpsNet
-from .karras import KarrasCB, sigmas_karras
+from .karras import KarrasCB, sigmas_karras, weighted_mse
 from .samplers import sample_euler, sample_euler_ancestral, sample_heun, sample_lms, sample_dpmpp_2m
 from .settings import RunConfig, SampleConfig, ClassifyConfig, PRESETS, RESUME_FREE
 
 # %% auto #0
-__all__ = ['OBJECTIVE_PARTS', 'LR_SCHEDULE_CBS', 'RUN_FORMAT', 'RUN_VERSION', 'SAMPLERS', 'WEIGHTS', 'build_model',
-           'ddpm_schedule', 'ddpm_batch', 'Objective', 'ema_decay', 'EMACB', 'invsqrt_lr', 'InvSqrtLR', 'random_hflip',
-           'FlipCB', 'RunInfo', 'write_run', 'read_run', 'diffusion_data', 'StopCheckpointCB', 'stop_on_signals',
-           'EpochLogCB', 'QuietCB', 'progress_cbs', 'TrainingStopped', 'plot_losses', 'check_resume', 'resume_config',
-           'train', 'load_run', 'default_steps', 'nfe', 'denoiser', 'karras_sigmas_for', 'generate', 'export_diffusers',
-           'make_folder', 'save_grid', 'sample_run', 'read_samples', 'evaluate', 'evaluate_file', 'classify']
+__all__ = ['OBJECTIVE_PARTS', 'LR_SCHEDULE_CBS', 'RUN_FORMAT', 'RUN_VERSION', 'ADDED_SETTINGS', 'SAMPLERS', 'WEIGHTS',
+           'build_model', 'ddpm_schedule', 'ddpm_batch', 'Objective', 'ema_decay', 'EMACB', 'invsqrt_lr', 'InvSqrtLR',
+           'random_hflip', 'FlipCB', 'RunInfo', 'write_run', 'read_run', 'diffusion_data', 'StopCheckpointCB',
+           'stop_on_signals', 'EpochLogCB', 'QuietCB', 'progress_cbs', 'TrainingStopped', 'plot_losses', 'check_resume',
+           'resume_config', 'train', 'load_run', 'default_steps', 'nfe', 'denoiser', 'karras_sigmas_for', 'generate',
+           'export_diffusers', 'make_folder', 'save_grid', 'sample_run', 'read_samples', 'evaluate', 'evaluate_file',
+           'classify']
 
 # %% ../nbs/16_recipes.ipynb #ea5aa668
 def build_model(cfg: RunConfig) -> nn.Module:
@@ -62,7 +62,7 @@ class Objective(NamedTuple):
     denoiser: Callable   # (net, cfg, sigma_data) -> D(x, sigma)
 
 OBJECTIVE_PARTS = {
-    'karras': Objective(lambda cfg, sd: KarrasCB(sd, p_mean=cfg.p_mean, p_std=cfg.p_std),
+    'karras': Objective(lambda cfg, sd: KarrasCB(sd, p_mean=cfg.p_mean, p_std=cfg.p_std, loss_weight=cfg.loss_weight),
                         lambda net, cfg, sd: KarrasDenoiser(net, sd)),
     'ddpm': Objective(lambda cfg, sd: BatchTransformCB(partial(ddpm_batch, alphabar=ddpm_schedule(cfg).alphabar)),
                       lambda net, cfg, sd: DDPMDenoiser(net, ddpm_schedule(cfg).alphabar)),
@@ -151,6 +151,8 @@ def write_run(info: RunInfo):
 def _describe(d) -> str:
     return f"a dict with the keys {sorted(map(str, d))[:8]}" if isinstance(d, dict) else f"a JSON {type(d).__name__}"
 
+ADDED_SETTINGS = dict(loss_weight='edm')   # settings newer than the run format: runs written before them had these
+
 _V0_KEYS = ('objective', 'preset', 'schedule', 'n_steps', 'epochs', 'bs', 'lr', 'mp', 'seed', 'n_train')
 
 def _from_v0(d: dict) -> dict:
@@ -179,7 +181,7 @@ def read_run(folder) -> RunInfo:
         raise BadFileError(f"{fn} is a version {d.get('version')!r} run config; this miniai reads version "
                            f"{RUN_VERSION}: use the miniai that wrote it.")
     try:
-        cfg = RunConfig.from_dict(d['config'], str(fn))
+        cfg = RunConfig.from_dict({**ADDED_SETTINGS, **d['config']}, str(fn))
         sd, n = d.get('sigma_data'), d.get('n_images')
         if isinstance(sd, bool) or not isinstance(sd, (int, float)) or not 0 < sd < 100:
             raise ValueError(f"{fn}: sigma_data={sd!r} must be a positive number.")
@@ -322,7 +324,7 @@ def _train(cfg, out, resume, progress, extra_cbs):
            MixedPrecision(n_inp=2) if cfg.mp else TrainCB(n_inp=2), metrics, rec,
            LR_SCHEDULE_CBS[cfg.lr_sched](cfg, len(dls.train)), NonFiniteGuardCB(), ckcb, *ema,
            *progress_cbs(progress), *extra_cbs]
-    learn = Learner(model, dls, F.mse_loss, lr=cfg.lr, cbs=cbs, opt_func=partial(optim.Adam, eps=1e-5))
+    learn = Learner(model, dls, weighted_mse, lr=cfg.lr, cbs=cbs, opt_func=partial(optim.Adam, eps=1e-5))
     if progress:
         print(f"training {cfg.objective}/{cfg.preset} on {len(x):,} images, {cfg.epochs} epoch(s) of {len(dls.train)} "
               f"batches, into {out}" + (" (resumed)" if resume else ""), flush=True)

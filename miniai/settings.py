@@ -8,9 +8,9 @@ import dataclasses, math
 from dataclasses import dataclass, field, fields
 
 # %% auto #0
-__all__ = ['OBJECTIVES', 'SCHEDULES', 'LR_SCHEDULES', 'PRESETS', 'RESUME_FREE', 'RECIPES', 'KARRAS_SAMPLERS', 'SAMPLER_NAMES',
-           'setting', 'setting_kind', 'check_setting', 'parse_setting', 'Settings', 'RunConfig', 'recipe',
-           'SampleConfig', 'ClassifyConfig']
+__all__ = ['OBJECTIVES', 'SCHEDULES', 'LR_SCHEDULES', 'LOSS_WEIGHTS', 'PRESETS', 'RESUME_FREE', 'RECIPES', 'KARRAS_SAMPLERS',
+           'SAMPLER_NAMES', 'setting', 'setting_kind', 'check_setting', 'parse_setting', 'Settings', 'RunConfig',
+           'recipe', 'SampleConfig', 'ClassifyConfig']
 
 # %% ../nbs/15_settings.ipynb #0143a8d3
 def setting(default, help: str, *, choices=None, lo=None, hi=None, gt=None):
@@ -92,8 +92,10 @@ class Settings:
 OBJECTIVES = ('karras', 'ddpm')
 SCHEDULES = ('linear', 'cosine')
 LR_SCHEDULES = ('onecycle', 'invsqrt')
+LOSS_WEIGHTS = ('edm', 'min_snr')   # karras_loss_weight of 13_karras
 PRESETS = {
     'micro':  dict(nfs=(16, 32, 64), layers_per_block=1, groups=8, attn=False),
+    'micro_attn': dict(nfs=(16, 32, 64), layers_per_block=1, groups=8, attn=True, attn_levels=1),
     'micro2': dict(nfs=(16, 32, 64), layers_per_block=2, groups=8, attn=False),
     'tiny':   dict(nfs=(32, 64, 128), layers_per_block=1, groups=8, attn=False),
     'small':  dict(nfs=(32, 64, 128, 256), layers_per_block=2, groups=8, attn=False),
@@ -123,12 +125,19 @@ class RunConfig(Settings):
     flip: bool = setting(False, 'mirror training images left-right at random')
     p_mean: float = setting(-1.2, 'karras: mean of ln(sigma) of the training noise', lo=-10, hi=10)
     p_std: float = setting(1.2, 'karras: standard deviation of ln(sigma) of the training noise', lo=0, hi=10)
+    loss_weight: str = setting('edm', 'karras: weight of each noise level in the loss: edm (the plain MSE on the '
+                               "network's output) or min_snr (min-SNR-5, 13_karras)", choices=LOSS_WEIGHTS)
     mp: bool = setting(False, 'mixed precision: bf16 autocast (fp16 with a GradScaler on GPUs '
                        'without bf16, before Ampere)')
     seed: int = setting(42, 'random seed', lo=0, hi=2**32 - 1)
     n_train: int | None = setting(None, 'train on the first N images only (none: all 60,000)', lo=1, hi=_N_TRAIN)
     checkpoint_minutes: float = setting(10., 'also checkpoint inside an epoch this often, so that a crash loses at '
                                         'most this much', gt=0, hi=10**6)
+    def check(self):
+        if self.objective != 'karras' and self.loss_weight != 'edm':
+            raise ValueError(f"RunConfig: loss_weight={self.loss_weight!r} weights the karras objective's loss; the "
+                             f"{self.objective} objective trains with the plain MSE: use objective='karras' or "
+                             "loss_weight='edm'.")
 
 RESUME_FREE = ('checkpoint_minutes',)   # the settings a resumed run may change: they do not change what it computes
 
