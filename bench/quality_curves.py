@@ -27,7 +27,8 @@ from miniai.learner import Callback, CancelFitException
 from miniai.checkpoint import atomic_save, atomic_write_json, safe_load
 from miniai.fid import ImageEval, fid_report
 from miniai.settings import LOSS_WEIGHTS, PRESETS, SAMPLER_NAMES, RunConfig, SampleConfig
-from miniai.recipes import EMACB, build_model, generate, load_run, nfe, read_run, train as train_run
+from miniai.recipes import (EMACB, TrainingStopped, build_model, generate, load_run, nfe, read_run,
+                            train as train_run)
 from _common import RESULTS, TimeBudgetCB, write_json
 
 RUNS = Path('runs/quality')
@@ -63,7 +64,10 @@ def train(a):
                     ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, loss_weight=a.loss_weight,
                     seed=a.seed, epochs=1000)
     snaps = SnapshotCB(folder, a.snap_every, a.max_images, a.bs)
-    train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
+    try: train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
+    except TrainingStopped as e:   # its own hint names `miniai train --resume`, which would train on without snapshots
+        sys.exit(f"{a.name}: {str(e).split(': resume')[0]}: run the same `quality_curves.py train --name {a.name}` "
+                 "command again to continue it.")
 
 
 def _snapshot_model(path, w):
@@ -190,13 +194,14 @@ def report(a):
     write_json(RESULTS/'quality_curves.json', dict(rows=rows, calibration=calib, curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
     fig, ax = plt.subplots(figsize=(7, 6.5))
+    ax.set_prop_cycle(color=plt.cm.tab20.colors)   # one colour per series (there are more than ten)
     lines = sorted({(r['series'], r['weights'], r['sampler'], r['steps']) for r in rows  # other samplers: the table
                     if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING})
     for key in lines:
         pts = sorted((r['minutes'], r['fid']) for r in rows
                      if (r['series'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n
                      and sigma_range(r) == CURVE_SAMPLING[2:])
-        ax.plot(*zip(*pts), 'o-', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
+        ax.plot(*zip(*pts), 'o-' if len(pts) > 1 else 's', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
     ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
                label='real images against the test set')
     ax.plot([60, 120], [10, 5], 'r*', ms=10, label="issue 22's goals: FID 10 at 60 minutes, 5 at 120")

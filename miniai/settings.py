@@ -146,6 +146,7 @@ RECIPES = {
     'demo': {},
     'ten_minutes': dict(epochs=3),
     'half_hour': dict(epochs=11, ema=True),
+    'one_hour': dict(epochs=22),
     'course': dict(objective='ddpm', preset='course', bs=128, lr=4e-3, epochs=5),
 }
 
