@@ -13,7 +13,7 @@ from .ddpm_v2 import flat_batch
 from .denoisers import KarrasScalings
 
 # %% auto #0
-__all__ = ['LOSS_WEIGHTS', 'noisify_karras', 'karras_loss_weight', 'weighted_mse', 'KarrasCB', 'sigmas_karras']
+__all__ = ['KARRAS_LOSS_WEIGHTS', 'noisify_karras', 'karras_loss_weight', 'weighted_mse', 'KarrasCB', 'sigmas_karras']
 
 # %% ../nbs/13_karras.ipynb #5dd5f442
 def noisify_karras(x0, sigma_data: float, sigma=None, p_mean: float = -1.2, p_std: float = 1.2):
@@ -28,12 +28,12 @@ def noisify_karras(x0, sigma_data: float, sigma=None, p_mean: float = -1.2, p_st
     return (c_in*x, c_noise), (x0 - c_skip*x)/c_out
 
 # %% ../nbs/13_karras.ipynb #9d4d5fbb
-LOSS_WEIGHTS = ('edm', 'min_snr')
+KARRAS_LOSS_WEIGHTS = ('edm', 'min_snr')
 
 def karras_loss_weight(sigma, sigma_data: float, kind: str = 'edm', gamma: float = 5.) -> torch.Tensor:
     "Weight of each item's loss on F at noise level `sigma`: edm 1; min_snr min(σ_data², γσ²)/(σ²+σ_data²) (min-SNR-γ)."
-    if kind not in LOSS_WEIGHTS:
-        raise ValueError(f"karras_loss_weight: unknown weighting {kind!r}; choose one of {list(LOSS_WEIGHTS)}.")
+    if kind not in KARRAS_LOSS_WEIGHTS:
+        raise ValueError(f"karras_loss_weight: unknown weighting {kind!r}; choose one of {list(KARRAS_LOSS_WEIGHTS)}.")
     sigma = torch.as_tensor(sigma)
     if kind == 'edm': return torch.ones_like(sigma)
     return torch.minimum(torch.full_like(sigma, sigma_data**2), gamma*sigma**2)/(sigma**2 + sigma_data**2)

@@ -92,7 +92,7 @@ class Settings:
 OBJECTIVES = ('karras', 'ddpm')
 SCHEDULES = ('linear', 'cosine')
 LR_SCHEDULES = ('onecycle', 'invsqrt')
-LOSS_WEIGHTS = ('edm', 'min_snr')   # karras_loss_weight of 13_karras
+LOSS_WEIGHTS = ('edm', 'min_snr')   # KARRAS_LOSS_WEIGHTS of 13_karras
 PRESETS = {
     'micro':  dict(nfs=(16, 32, 64), layers_per_block=1, groups=8, attn=False),
     'micro_attn': dict(nfs=(16, 32, 64), layers_per_block=1, groups=8, attn=True, attn_levels=1),
