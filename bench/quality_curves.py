@@ -15,6 +15,8 @@ a snapshot after I images stands for I/img_per_s/60 minutes, whatever else share
   python bench/quality_curves.py eval --name micro_ema --img-per-s 360 --minutes 10 30 60 --n 2048
   python bench/quality_curves.py eval --run demo_out --img-per-s 360 --n 2048    # a finished `miniai train` run
   python bench/quality_curves.py report     # -> bench/results/quality_curves.json and .png
+The report also plots the course's lesson-15 recipe over the same minutes, from the bench/results/lesson15_*min.json
+that bench/quality_per_minute.py writes (see its docstring).
 `train` continues from its last checkpoint when run again (same --name); `eval` keeps the rows it has scored.
 """
 import argparse, json, os, shutil, sys, time
@@ -33,6 +35,7 @@ from _common import RESULTS, TimeBudgetCB, write_json
 
 RUNS = Path('runs/quality')
 CALIB = RESULTS/'quality_calibration.json'   # measured training throughput of each run's settings on the idle machine
+LESSON15 = 'lesson15_*min.json'   # the course's lesson-15 recipe over the same minutes: bench/quality_per_minute.py
 
 
 class SnapshotCB(Callback):
@@ -191,7 +194,10 @@ def report(a):
         r['sigma_min'], r['sigma_max'] = sigma_range(r)
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
     curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
-    write_json(RESULTS/'quality_curves.json', dict(rows=rows, calibration=calib, curve_sampling=curve_sampling,
+    lesson15 = sorted((r for p in RESULTS.glob(LESSON15) for r in json.loads(p.read_text())['rows']),
+                      key=lambda r: r['minutes'])
+    write_json(RESULTS/'quality_curves.json', dict(rows=rows, lesson15=lesson15, calibration=calib,
+                                                  curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
     fig, ax = plt.subplots(figsize=(7, 6.5))
     ax.set_prop_cycle(color=plt.cm.tab20.colors)   # one colour per series (there are more than ten)
@@ -202,6 +208,10 @@ def report(a):
                      if (r['series'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n
                      and sigma_range(r) == CURVE_SAMPLING[2:])
         ax.plot(*zip(*pts), 'o-' if len(pts) > 1 else 's', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
+    pts = [(r['minutes'], r['fid']) for r in lesson15
+           if r['n'] == a.n and (r['sampler'], r['steps'], r['sigma_min'], r['sigma_max']) == CURVE_SAMPLING]
+    if pts: ax.plot(*zip(*pts), 'kD--', mfc='w', label="the course's lesson-15 recipe (6.75 M-parameter U-Net, "
+                    f"noise prediction), OneCycle over the budget; {CURVE_SAMPLING[0]}-{CURVE_SAMPLING[1]}")
     ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
                label='real images against the test set')
     ax.plot([60, 120], [10, 5], 'r*', ms=10, label="issue 22's goals: FID 10 at 60 minutes, 5 at 120")

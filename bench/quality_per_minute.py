@@ -19,8 +19,17 @@ instead; the estimate was off by up to 36%, and the course recipe used 441 of it
   python bench/quality_per_minute.py --minutes 10 --n 128     # the figure in the README (48 min on the idle 2-core CPU)
   python bench/quality_per_minute.py --minutes 1 --n 32       # a smoke run
 Writes bench/results/quality_per_minute_<device>.json and a PNG with both recipes' samples.
+
+On the scale of the quality curves (bench/quality_curves.py: N = 2,048, the shipped network, at most 20 network
+evaluations) a budget is a number of images: minutes x the rate the recipe trains at on the idle machine. `--calibrate`
+measures that rate; `--img-per-s` then lays the one-cycle schedule over the images instead of the clock, so the run
+may share the machine (`--threads 1`) without changing what it trains:
+
+  python bench/quality_per_minute.py --recipes course --calibrate 60 --threads 2     # on the idle machine
+  python bench/quality_per_minute.py --recipes course --minutes 10 --img-per-s R --threads 1 \
+      --sampler dpmpp_2m --steps 20 --sigma-min 0.01 --n 2048 --out bench/results/lesson15_10min.json
 """
-import argparse, math, time
+import argparse, math, os, time
 from functools import partial
 from pathlib import Path
 
@@ -32,10 +41,10 @@ import matplotlib.pyplot as plt
 
 from miniai.core import def_device, set_seed
 from miniai.datasets import DataLoaders
-from miniai.learner import Learner, DeviceCB, TrainCB, ProgressCB
+from miniai.learner import CancelFitException, Learner, DeviceCB, TrainCB, ProgressCB
 from miniai.ddpm_v2 import tiny_unet
-from miniai.settings import PRESETS, recipe
-from miniai.recipes import OBJECTIVE_PARTS, RunInfo, diffusion_data, generate, nfe
+from miniai.settings import PRESETS, SampleConfig, recipe
+from miniai.recipes import OBJECTIVE_PARTS, SAMPLERS, RunInfo, diffusion_data, generate, nfe
 from _common import FEATURES, RESULTS, TimeBudgetCB, image_eval, write_json
 
 # the course's lesson-15 recipe and `make demo`'s (miniai.settings.recipe), trained here for minutes instead of epochs
@@ -59,18 +68,32 @@ class OneCycleBudgetCB(TimeBudgetCB):
         for g in learn.opt.param_groups: g['lr'] = self.lr_at(self.fraction())
 
 
-def train_for(name, r, x, seconds, progress):
-    "Train recipe `r` for about `seconds`; returns (model, run info, record)."
+class OneCycleImagesCB(OneCycleBudgetCB):
+    "`OneCycleBudgetCB` laid out over a number of training images instead of seconds: the same run on a busy machine."
+    def __init__(self, max_lr, images, **kwargs):
+        super().__init__(max_lr, float('inf'), **kwargs)
+        self.images = images
+    def fraction(self): return self.imgs/self.images
+    def after_batch(self, learn):
+        super().after_batch(learn)   # counts and times the batch (no time limit)
+        if learn.training and self.imgs >= self.images: raise CancelFitException()
+
+
+def train_for(name, r, x, seconds, progress, images=None, lr_sched=True):
+    "Train recipe `r` for about `seconds` (or `images`); returns (model, run info, record)."
     set_seed(0)
     cfg, sigma_data = r['cfg'], round(x.std().item(), 4)
     model = tiny_unet(**PRESETS[cfg.preset], zero_init=r['zero_init'])
     dls = DataLoaders.from_tensors((x,), (x[:256],), bs=cfg.bs)
-    budget = OneCycleBudgetCB(cfg.lr, seconds)
+    if not lr_sched: budget = TimeBudgetCB(seconds, warmup=3, min_steps=10)   # --calibrate: the rate only
+    elif images is None: budget = OneCycleBudgetCB(cfg.lr, seconds)
+    else: budget = OneCycleImagesCB(cfg.lr, images)
     cbs = [DeviceCB(), OBJECTIVE_PARTS[cfg.objective].callback(cfg, sigma_data), TrainCB(n_inp=2), budget]
     learn = Learner(model, dls, F.mse_loss, lr=cfg.lr, cbs=cbs + ([ProgressCB()] if progress else []),
                     opt_func=partial(optim.Adam, eps=r['eps']))
     t0 = time.time(); learn.fit(10_000, valid=False); secs = time.time() - t0
-    rec = dict(recipe=name, train_steps=budget.steps, lr_schedule='one-cycle in wall-clock time',
+    rec = dict(recipe=name, train_steps=budget.steps, train_images_per_s=round(budget.images_per_s, 1),
+               lr_schedule='one-cycle in wall-clock time' if images is None else f'one-cycle over {images:,} images',
                train_seconds=round(secs, 1), images_seen=budget.steps*cfg.bs, adam_eps=r['eps'],
                zero_init=r['zero_init'], params_m=round(sum(p.numel() for p in model.parameters())/1e6, 2),
                sigma_data=sigma_data, **{k: getattr(cfg, k) for k in ('objective', 'preset', 'schedule', 'n_steps',
@@ -86,22 +109,51 @@ def main():
     p.add_argument('--feature', choices=FEATURES, default='shipped', help='FID feature network (default: %(default)s)')
     p.add_argument('--progress', action='store_true')
     p.add_argument('--out', default=None)
+    p.add_argument('--sampler', choices=list(SAMPLERS), default=None, help="default: each recipe's own (see RECIPES)")
+    p.add_argument('--steps', type=int, default=None, help="sampler steps (default: each recipe's own)")
+    p.add_argument('--sigma-min', type=float, default=SampleConfig.sigma_min, help='sampler (default: %(default)s)')
+    p.add_argument('--sigma-max', type=float, default=SampleConfig.sigma_max, help='sampler (default: %(default)s)')
+    p.add_argument('--img-per-s', type=float, default=None,
+                   help='train for minutes x this many images (the rate on the idle machine, from --calibrate) '
+                        'instead of for the minutes of the clock')
+    p.add_argument('--calibrate', type=float, default=None, metavar='SECONDS',
+                   help="only measure each recipe's training images/s for this long (run it on the idle machine)")
+    p.add_argument('--threads', type=int, default=None, help="torch's CPU threads (default: torch's own choice)")
     a = p.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     x, _ = diffusion_data()
+    if a.calibrate: return calibrate(a, x)
     ie = image_eval(a.feature)
     rows, grids = [], {}
     for name in a.recipes:
         r = RECIPES[name]
-        model, info, rec = train_for(name, r, x, a.minutes*60, a.progress)
+        sampler, steps = a.sampler or r['sampler'], a.steps or r['steps']
+        images = None if a.img_per_s is None else round(a.minutes*60*a.img_per_s)
+        model, info, rec = train_for(name, r, x, a.minutes*60, a.progress, images=images)
+        if images is not None:
+            rec.update(minutes=a.minutes, img_per_s_idle=a.img_per_s, threads=torch.get_num_threads())
         t0 = time.time()
-        s = generate(model, info, sampler=r['sampler'], steps=r['steps'], n=a.n, seed=0, progress=a.progress)
-        rec.update(sampler=r['sampler'], steps=r['steps'], nfe=nfe(r['sampler'], r['steps']),
+        s = generate(model, info, sampler=sampler, steps=steps, n=a.n, seed=0, progress=a.progress,
+                     sigma_min=a.sigma_min, sigma_max=a.sigma_max)
+        rec.update(sampler=sampler, steps=steps, nfe=nfe(sampler, steps), sigma_min=a.sigma_min, sigma_max=a.sigma_max,
                    sample_seconds=round(time.time() - t0, 1), **ie.evaluate(s))
-        print(f"{name:7s} {rec['train_steps']} steps in {rec['train_seconds']:.0f}s, {r['sampler']} ({rec['nfe']} NFE) "
+        print(f"{name:7s} {rec['train_steps']} steps in {rec['train_seconds']:.0f}s, {sampler} ({rec['nfe']} NFE) "
               f"in {rec['sample_seconds']:.0f}s: FID {rec['fid']:.2f} KID {rec['kid']:.4f} (N={a.n})", flush=True)
         rows.append(rec); grids[name] = s[:32]
         write(a, rows, complete=len(rows) == len(a.recipes))  # after each recipe, so a crash keeps what was measured
     plot(a, rows, grids)
+
+
+def calibrate(a, x):
+    "Print and record each recipe's training images/s (its rate only: no lr schedule, no sampling)."
+    rows = []
+    for name in a.recipes:
+        _, _, rec = train_for(name, RECIPES[name], x, a.calibrate, a.progress, lr_sched=False)
+        print(f"{name}: {rec['train_images_per_s']:.1f} training images/s with {torch.get_num_threads()} thread(s), "
+              f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
+        rows.append(dict(recipe=name, threads=torch.get_num_threads(), img_per_s=rec['train_images_per_s'],
+                         seconds=rec['train_seconds'], load_avg_1min=round(os.getloadavg()[0], 2)))
+    if a.out: print(f"wrote {write_json(Path(a.out), dict(calibration=rows))}")
 
 
 def write(a, rows, complete):

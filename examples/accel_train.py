@@ -1,8 +1,9 @@
 """Train a miniai model with Hugging Face accelerate: one process, several GPUs, several machines, or CPU processes.
 
 The recipe works for any miniai training: build the Learner as usual, but use `AccelerateCB` in place of
-`TrainCB` + `DeviceCB` (and of `MixedPrecision`: the precision comes from accelerate), then start the script
-with a launcher. `--bs` is the batch size of ONE process: with N processes each step sees N*bs images.
+`TrainCB` + `DeviceCB` (and of `MixedPrecision`: the precision comes from accelerate), end the script with
+`acc.wait_for_everyone(); acc.end_training()`, and start it with a launcher. `--bs` is the batch size of ONE
+process: with N processes each step sees N*bs images.
 
   python examples/accel_train.py                                          # one process (GPU if there is one)
   accelerate launch --multi_gpu --num_processes 4 examples/accel_train.py # 4 GPUs, one machine
@@ -71,4 +72,9 @@ def train(args):
                   f'{learn.metrics.history[-1]}')
     return learn, acb
 
-if __name__ == '__main__': train(get_parser().parse_args())
+if __name__ == '__main__':
+    learn, acb = train(get_parser().parse_args())
+    # Every process waits for the others, then leaves the process group: a process that exits while gloo's threads
+    # still run can abort ("terminate called without an active exception") after a run that went well.
+    acb.acc.wait_for_everyone()
+    acb.acc.end_training()

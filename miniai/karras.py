@@ -13,14 +13,19 @@ from .ddpm_v2 import flat_batch
 from .denoisers import KarrasScalings
 
 # %% auto #0
-__all__ = ['KARRAS_LOSS_WEIGHTS', 'noisify_karras', 'karras_loss_weight', 'weighted_mse', 'KarrasCB', 'sigmas_karras']
+__all__ = ['KARRAS_LOSS_WEIGHTS', 'draw_sigmas', 'noisify_karras', 'karras_loss_weight', 'weighted_mse', 'KarrasCB',
+           'sigmas_karras']
 
 # %% ../nbs/13_karras.ipynb #5dd5f442
+def draw_sigmas(x0, p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    "One noise level per item of `x0`, ln sigma ~ N(p_mean, p_std²), on its device and in its dtype."
+    if p_std < 0: raise ValueError(f"p_std={p_std} must be >= 0: it is the standard deviation of ln sigma.")
+    return (torch.randn(len(x0), device=x0.device)*p_std + p_mean).exp().to(x0.dtype)
+
 def noisify_karras(x0, sigma_data: float, sigma=None, p_mean: float = -1.2, p_std: float = 1.2):
     "`((c_in*x, c_noise), target)` for clean `x0`: x = x0 + sigma*n, ln sigma ~ N(p_mean, p_std²) unless `sigma` given."
     sc = KarrasScalings(sigma_data)
-    if p_std < 0: raise ValueError(f"noisify_karras: p_std={p_std} must be >= 0 (the standard deviation of ln sigma).")
-    if sigma is None: sigma = (torch.randn(len(x0), device=x0.device)*p_std + p_mean).exp().to(x0.dtype)
+    if sigma is None: sigma = draw_sigmas(x0, p_mean, p_std)
     sigma = per_item(sigma, x0, 'sigma', 'noisify_karras')
     c_skip, c_out, c_in, c_noise = sc(sigma)
     c_skip, c_out, c_in = (append_dims(c, x0) for c in (c_skip, c_out, c_in))
@@ -55,9 +60,10 @@ class KarrasCB(BatchTransformCB):
         self.sigma_data, self.p_mean, self.p_std, self.loss_weight = sigma_data, p_mean, p_std, loss_weight
         super().__init__(self._noisify)
     def _noisify(self, b):
-        b = flat_batch(noisify_karras(b[0], self.sigma_data, p_mean=self.p_mean, p_std=self.p_std))
-        if self.loss_weight == 'edm': return b   # weight 1 everywhere: the plain MSE
-        return (*b, karras_loss_weight((4*b[1]).exp(), self.sigma_data, self.loss_weight))   # sigma = exp(4 c_noise)
+        sigma = draw_sigmas(b[0], self.p_mean, self.p_std)
+        nb = flat_batch(noisify_karras(b[0], self.sigma_data, sigma=sigma))
+        if self.loss_weight == 'edm': return nb   # weight 1 everywhere: the plain MSE
+        return (*nb, karras_loss_weight(sigma, self.sigma_data, self.loss_weight))
 
 # %% ../nbs/13_karras.ipynb #4cf81462
 def sigmas_karras(n: int, sigma_min: float = 0.01, sigma_max: float = 80., rho: float = 7.,

@@ -34,6 +34,20 @@ def test_quality_per_minute(tmp_path):
     assert row['objective'] == 'karras' and row['preset'] == 'micro' and row['floor'] > 0, row
     assert out.with_suffix('.png').stat().st_size > 1000
 
+def test_quality_per_minute_image_budget(tmp_path):
+    "A budget in images (minutes x the idle rate) trains the same batches however busy the machine; and the rate."
+    out = tmp_path/'q.json'
+    run('quality_per_minute.py', '--recipes', 'miniai', '--minutes', 0.05, '--img-per-s', 200, '--n', 8,
+        '--sampler', 'euler', '--steps', 3, '--sigma-min', 0.05, '--threads', 1, '--out', out)
+    row = json.loads(out.read_text())['rows'][0]
+    assert (row['train_steps'], row['images_seen']) == (10, 640), row          # 600 images at bs 64: ten batches
+    assert row['lr_schedule'] == 'one-cycle over 600 images' and row['img_per_s_idle'] == 200, row
+    assert (row['sampler'], row['nfe'], row['sigma_min'], row['threads']) == ('euler', 3, 0.05, 1), row
+    cal = tmp_path/'cal.json'
+    stdout = run('quality_per_minute.py', '--recipes', 'miniai', '--calibrate', 2, '--threads', 1, '--out', cal)
+    c = json.loads(cal.read_text())['calibration'][0]
+    assert c['recipe'] == 'miniai' and c['threads'] == 1 and c['img_per_s'] > 0 and 'training images/s' in stdout, c
+
 def test_noise_pred_cpu_runs_and_resumes(tmp_path):
     args = ['--n-train', 256, '--epochs', 1, '--reg-epochs', 1, '--n', 16, '--steps', 3, '--run-dir', tmp_path/'run',
             '--out', tmp_path/'np.json']
