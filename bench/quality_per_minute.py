@@ -174,7 +174,9 @@ def plot(a, rows, grids):
         grid = ((g + 1)/2).view(nr, nc, 32, 32).permute(0, 2, 1, 3).reshape(nr*32, nc*32)
         ax.imshow(grid, cmap='gray', vmin=0, vmax=1); ax.axis('off')
         rr = next(o for o in rows if o['recipe'] == name)
-        ax.set_title(f"{name}: {rr['train_seconds']/60:.1f} min, FID {rr['fid']:.1f} (N={a.n})", fontsize=9)
+        when = (f"{rr['train_seconds']/60:.1f} min" if 'minutes' not in rr else   # an image budget: the idle minutes
+                f"{rr['images_seen']:,} images ({rr['minutes']:g} idle min)")
+        ax.set_title(f"{name}: {when}, FID {rr['fid']:.1f} (N={a.n})", fontsize=9)
     fig.tight_layout(); fig.savefig(out.with_suffix('.png'), dpi=100)
     print(f"wrote {out.with_suffix('.png')}")
 
