@@ -66,6 +66,12 @@ class OneCycleBudgetCB(TimeBudgetCB):
     def before_batch(self, learn):
         if not learn.training: return
         for g in learn.opt.param_groups: g['lr'] = self.lr_at(self.fraction())
+    def before_fit(self, learn):
+        super().before_fit(learn)
+        self.losses = []
+    def after_batch(self, learn):
+        if learn.training: self.losses.append(learn.loss.item())   # to tell a run that blew up from one that is slow
+        super().after_batch(learn)
 
 
 class OneCycleImagesCB(OneCycleBudgetCB):
@@ -92,7 +98,11 @@ def train_for(name, r, x, seconds, progress, images=None, lr_sched=True):
     learn = Learner(model, dls, F.mse_loss, lr=cfg.lr, cbs=cbs + ([ProgressCB()] if progress else []),
                     opt_func=partial(optim.Adam, eps=r['eps']))
     t0 = time.time(); learn.fit(10_000, valid=False); secs = time.time() - t0
+    losses = getattr(budget, 'losses', [])
     rec = dict(recipe=name, train_steps=budget.steps, train_images_per_s=round(budget.images_per_s, 1),
+               train_loss_first10=round(sum(losses[:10])/max(1, len(losses[:10])), 4),
+               train_loss_last10=round(sum(losses[-10:])/max(1, len(losses[-10:])), 4),
+               train_loss_max=round(max(losses, default=0.), 4),
                lr_schedule='one-cycle in wall-clock time' if images is None else f'one-cycle over {images:,} images',
                train_seconds=round(secs, 1), images_seen=budget.steps*cfg.bs, adam_eps=r['eps'],
                zero_init=r['zero_init'], params_m=round(sum(p.numel() for p in model.parameters())/1e6, 2),

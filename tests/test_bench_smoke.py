@@ -43,6 +43,7 @@ def test_quality_per_minute_image_budget(tmp_path):
     assert (row['train_steps'], row['images_seen']) == (10, 640), row          # 600 images at bs 64: ten batches
     assert row['lr_schedule'] == 'one-cycle over 600 images' and row['img_per_s_idle'] == 200, row
     assert (row['sampler'], row['nfe'], row['sigma_min'], row['threads']) == ('euler', 3, 0.05, 1), row
+    assert 0 < row['train_loss_last10'] <= row['train_loss_max'] and row['train_loss_first10'] > 0, row
     cal = tmp_path/'cal.json'
     stdout = run('quality_per_minute.py', '--recipes', 'miniai', '--calibrate', 2, '--threads', 1, '--out', cal)
     c = json.loads(cal.read_text())['calibration'][0]
