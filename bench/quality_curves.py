@@ -15,8 +15,9 @@ a snapshot after I images stands for I/img_per_s/60 minutes, whatever else share
   python bench/quality_curves.py eval --name micro_ema --img-per-s 360 --minutes 10 30 60 --n 2048
   python bench/quality_curves.py eval --run demo_out --img-per-s 360 --n 2048    # a finished `miniai train` run
   python bench/quality_curves.py report     # -> bench/results/quality_curves.json and .png
-The report also plots the course's lesson-15 recipe over the same minutes, from the bench/results/lesson15_*min.json
-that bench/quality_per_minute.py writes (see its docstring).
+Run folders live under the ignored runs/: on another machine `report` keeps the repository's rows of the runs that
+are not there. The report also plots the course's lesson-15 recipe over the same minutes, from the
+bench/results/lesson15_*min.json that bench/quality_per_minute.py writes (see its docstring).
 `train` continues from its last checkpoint when run again (same --name); `eval` keeps the rows it has scored.
 """
 import argparse, json, os, shutil, sys, time
@@ -186,12 +187,18 @@ def report(a):
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     rows = [r for p in sorted(RUNS.glob('*/curve.json')) for r in json.loads(p.read_text())['rows']]
-    if not rows: sys.exit(f'no {RUNS}/*/curve.json yet: run eval first')
+    here, out = {r['name'] for r in rows}, RESULTS/'quality_curves.json'
+    kept = [r for r in (json.loads(out.read_text())['rows'] if out.exists() else []) if r['name'] not in here]
+    if kept:   # run folders live under the ignored runs/: a fresh machine keeps the rows the repository already has
+        print(f"kept {len(kept)} rows of {out.name} whose run folders are not here: "
+              f"{', '.join(sorted({r['name'] for r in kept}))}")
+    if not rows + kept: sys.exit(f'no {RUNS}/*/curve.json yet: run eval first')
     for r in rows:   # minutes on the idle machine's time axis, from the latest calibration of each run's settings
         r['img_per_s'] = idle_rate(r['name']) or r['img_per_s']
         r['minutes'] = round(r['images']/r['img_per_s']/60, 1)
         r['series'] = series(r['name'])
         r['sigma_min'], r['sigma_max'] = sigma_range(r)
+    rows += kept
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
     curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
     lesson15 = sorted((r for p in RESULTS.glob(LESSON15) for r in json.loads(p.read_text())['rows']),
