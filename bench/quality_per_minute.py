@@ -98,10 +98,10 @@ def train_for(name, r, x, seconds, progress, images=None, lr_sched=True):
     learn = Learner(model, dls, F.mse_loss, lr=cfg.lr, cbs=cbs + ([ProgressCB()] if progress else []),
                     opt_func=partial(optim.Adam, eps=r['eps']))
     t0 = time.time(); learn.fit(10_000, valid=False); secs = time.time() - t0
-    losses = getattr(budget, 'losses', [])
+    losses = getattr(budget, 'losses', [])   # none with --calibrate
+    mean = lambda v: round(sum(v)/max(1, len(v)), 4)
     rec = dict(recipe=name, train_steps=budget.steps, train_images_per_s=round(budget.images_per_s, 1),
-               train_loss_first10=round(sum(losses[:10])/max(1, len(losses[:10])), 4),
-               train_loss_last10=round(sum(losses[-10:])/max(1, len(losses[-10:])), 4),
+               train_loss_first10=mean(losses[:10]), train_loss_last10=mean(losses[-10:]),
                train_loss_max=round(max(losses, default=0.), 4),
                lr_schedule='one-cycle in wall-clock time' if images is None else f'one-cycle over {images:,} images',
                train_seconds=round(secs, 1), images_seen=budget.steps*cfg.bs, adam_eps=r['eps'],
