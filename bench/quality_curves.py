@@ -17,7 +17,7 @@ a snapshot after I images stands for I/img_per_s/60 minutes, whatever else share
   python bench/quality_curves.py report     # -> bench/results/quality_curves.json and .png
 Run folders live under the ignored runs/: on another machine `report` keeps the repository's rows of the runs that
 are not there. The report also plots the course's lesson-15 recipe over the same minutes, from the
-bench/results/lesson15_*min.json that bench/quality_per_minute.py writes (see its docstring).
+bench/results/lesson15_*min*.json that bench/quality_per_minute.py writes (see its docstring), one line per Adam eps.
 `train` continues from its last checkpoint when run again (same --name); `eval` keeps the rows it has scored.
 """
 import argparse, json, os, shutil, sys, time
@@ -36,7 +36,8 @@ from _common import RESULTS, TimeBudgetCB, write_json
 
 RUNS = Path('runs/quality')
 CALIB = RESULTS/'quality_calibration.json'   # measured training throughput of each run's settings on the idle machine
-LESSON15 = 'lesson15_*min.json'   # the course's lesson-15 recipe over the same minutes: bench/quality_per_minute.py
+LESSON15 = 'lesson15_*min*.json'   # the course's lesson-15 recipe over the same minutes: bench/quality_per_minute.py
+COURSE_EPS = 1e-8   # lesson 15's Adam eps (PyTorch's default); `quality_per_minute.py --adam-eps` tries others
 
 
 class SnapshotCB(Callback):
@@ -215,10 +216,13 @@ def report(a):
                      if (r['series'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n
                      and sigma_range(r) == CURVE_SAMPLING[2:])
         ax.plot(*zip(*pts), 'o-' if len(pts) > 1 else 's', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
-    pts = [(r['minutes'], r['fid']) for r in lesson15
-           if r['n'] == a.n and (r['sampler'], r['steps'], r['sigma_min'], r['sigma_max']) == CURVE_SAMPLING]
-    if pts: ax.plot(*zip(*pts), 'kD--', mfc='w', label="the course's lesson-15 recipe (6.75 M-parameter U-Net, "
-                    f"noise prediction), OneCycle over the budget; {CURVE_SAMPLING[0]}-{CURVE_SAMPLING[1]}")
+    for eps in sorted({r['adam_eps'] for r in lesson15}):
+        pts = [(r['minutes'], r['fid']) for r in lesson15 if r['adam_eps'] == eps and r['n'] == a.n
+               and (r['sampler'], r['steps'], r['sigma_min'], r['sigma_max']) == CURVE_SAMPLING]
+        if pts: ax.plot(*zip(*pts), 'kD--' if eps == COURSE_EPS else 'k^', mfc='w',
+                        label="the course's lesson-15 recipe (6.75 M-parameter U-Net, noise prediction), OneCycle over "
+                        f"the budget, Adam eps {eps:g}{' (the course)' if eps == COURSE_EPS else ''}; "
+                        f"{CURVE_SAMPLING[0]}-{CURVE_SAMPLING[1]}")
     ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
                label='real images against the test set')
     ax.plot([60, 120], [10, 5], 'r*', ms=10, label="issue 22's goals: FID 10 at 60 minutes, 5 at 120")

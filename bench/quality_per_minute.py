@@ -28,6 +28,8 @@ may share the machine (`--threads 1`) without changing what it trains:
   python bench/quality_per_minute.py --recipes course --calibrate 60 --threads 2     # on the idle machine
   python bench/quality_per_minute.py --recipes course --minutes 10 --img-per-s R --threads 1 \
       --sampler dpmpp_2m --steps 20 --sigma-min 0.01 --n 2048 --out bench/results/lesson15_10min.json
+  `--adam-eps 1e-5` trains it with the eps of the course's later lessons instead of PyTorch's 1e-8 (the rows record
+  which: `adam_eps`).
 """
 import argparse, math, os, time
 from functools import partial
@@ -129,6 +131,9 @@ def main():
     p.add_argument('--calibrate', type=float, default=None, metavar='SECONDS',
                    help="only measure each recipe's training images/s for this long (run it on the idle machine)")
     p.add_argument('--threads', type=int, default=None, help="torch's CPU threads (default: torch's own choice)")
+    p.add_argument('--adam-eps', type=float, default=None,
+                   help="Adam's eps for every recipe (default: each recipe's own; the course's lesson 15 keeps "
+                        "PyTorch's 1e-8, and later lessons use 1e-5)")
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     x, _ = diffusion_data()
@@ -136,7 +141,7 @@ def main():
     ie = image_eval(a.feature)
     rows, grids = [], {}
     for name in a.recipes:
-        r = RECIPES[name]
+        r = RECIPES[name] if a.adam_eps is None else {**RECIPES[name], 'eps': a.adam_eps}
         sampler, steps = a.sampler or r['sampler'], a.steps or r['steps']
         images = None if a.img_per_s is None else round(a.minutes*60*a.img_per_s)
         model, info, rec = train_for(name, r, x, a.minutes*60, a.progress, images=images)

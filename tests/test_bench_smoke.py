@@ -38,8 +38,9 @@ def test_quality_per_minute_image_budget(tmp_path):
     "A budget in images (minutes x the idle rate) trains the same batches however busy the machine; and the rate."
     out = tmp_path/'q.json'
     run('quality_per_minute.py', '--recipes', 'miniai', '--minutes', 0.05, '--img-per-s', 200, '--n', 8,
-        '--sampler', 'euler', '--steps', 3, '--sigma-min', 0.05, '--threads', 1, '--out', out)
+        '--sampler', 'euler', '--steps', 3, '--sigma-min', 0.05, '--threads', 1, '--adam-eps', 1e-3, '--out', out)
     row = json.loads(out.read_text())['rows'][0]
+    assert row['adam_eps'] == 1e-3, row                                        # the recipe's own is 1e-5
     assert (row['train_steps'], row['images_seen']) == (10, 640), row          # 600 images at bs 64: ten batches
     assert row['lr_schedule'] == 'one-cycle over 600 images' and row['img_per_s_idle'] == 200, row
     assert (row['sampler'], row['nfe'], row['sigma_min'], row['threads']) == ('euler', 3, 0.05, 1), row
