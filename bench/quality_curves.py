@@ -176,8 +176,20 @@ def series(name: str) -> str:
     extra = ((', random flips' if c.flip else '') + (f', bs {c.bs}' if c.bs != d.bs else '')
              + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)' if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else '')
              + (f', {c.loss_weight} loss weights' if c.loss_weight != d.loss_weight else ''))
-    if c.lr_sched == 'onecycle': return f'{c.preset}{extra}, OneCycle over the budget (one run per point)'
-    return f'{c.preset}{extra}, inverse-sqrt lr (one run, snapshots)'
+    return f"{c.preset}{extra}, {ONECYCLE if c.lr_sched == 'onecycle' else INVSQRT}"
+
+
+ONECYCLE, INVSQRT = 'OneCycle over the budget', 'inverse-sqrt lr'   # the two ways of spending a budget
+
+
+def schedule(curve: str) -> str:
+    "The schedule of a curve named by `series` (rows written before it was shortened included)."
+    return ONECYCLE if ONECYCLE in curve else INVSQRT
+
+
+def setting(curve: str) -> str:
+    "A curve's settings without its schedule: `micro, bs 128` of `micro, bs 128, inverse-sqrt lr`."
+    return curve[:curve.index(', ' + schedule(curve))]
 
 
 CURVE_SAMPLING = ('dpmpp_2m', 20, *CURVE_SIGMAS)   # the curves' sampler, steps, σ range; the others: the table
@@ -200,6 +212,7 @@ def report(a):
         r['series'] = series(r['name'])
         r['sigma_min'], r['sigma_max'] = sigma_range(r)
     rows += kept
+    for r in rows: r['series'] = f"{setting(r['series'])}, {schedule(r['series'])}"   # older rows: longer names
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
     curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
     lesson15 = sorted((r for p in RESULTS.glob(LESSON15) for r in json.loads(p.read_text())['rows']),
@@ -207,28 +220,36 @@ def report(a):
     write_json(RESULTS/'quality_curves.json', dict(rows=rows, lesson15=lesson15, calibration=calib,
                                                   curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
-    fig, ax = plt.subplots(figsize=(7, 6.5))
-    ax.set_prop_cycle(color=plt.cm.tab20.colors)   # one colour per series (there are more than ten)
-    lines = sorted({(r['series'], r['weights'], r['sampler'], r['steps']) for r in rows  # other samplers: the table
+    # two panels, one per way of spending a budget; a colour per setting (the same in both), a line style per weights
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True)
+    panels = {ONECYCLE: axes[0], INVSQRT: axes[1]}
+    curves = {r['series'] for r in rows}
+    settings = sorted({setting(c) for c in curves})
+    colour = dict(zip(settings, plt.cm.tab10.colors * 2))
+    lines = sorted({(r['series'], r['weights']) for r in rows   # other samplers and σ ranges: the tables
                     if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING})
-    for key in lines:
-        pts = sorted((r['minutes'], r['fid']) for r in rows
-                     if (r['series'], r['weights'], r['sampler'], r['steps']) == key and r['n'] == a.n
-                     and sigma_range(r) == CURVE_SAMPLING[2:])
-        ax.plot(*zip(*pts), 'o-' if len(pts) > 1 else 's', label=f'{key[0]}; {key[1]} weights, {key[2]}-{key[3]}')
+    for curve, w in lines:
+        pts = sorted((r['minutes'], r['fid']) for r in rows if (r['series'], r['weights']) == (curve, w)
+                     and r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING)
+        panels[schedule(curve)].plot(*zip(*pts), 'o-' if w == 'ema' else 's--', color=colour[setting(curve)],
+                                     mfc=None if w == 'ema' else 'w', label=f'{setting(curve)}; {w} weights')
     for eps in sorted({r['adam_eps'] for r in lesson15}):
         pts = [(r['minutes'], r['fid']) for r in lesson15 if r['adam_eps'] == eps and r['n'] == a.n
                and (r['sampler'], r['steps'], r['sigma_min'], r['sigma_max']) == CURVE_SAMPLING]
-        if pts: ax.plot(*zip(*pts), 'kD--' if eps == COURSE_EPS else 'k^', mfc='w',
-                        label="the course's lesson-15 recipe (6.75 M-parameter U-Net, noise prediction), OneCycle over "
-                        f"the budget, Adam eps {eps:g}{' (the course)' if eps == COURSE_EPS else ''}; "
-                        f"{CURVE_SAMPLING[0]}-{CURVE_SAMPLING[1]}")
-    ax.axhline(next(r['floor'] for r in rows if r['n'] == a.n), color='k', ls=':', lw=1,
-               label='real images against the test set')
-    ax.plot([60, 120], [10, 5], 'r*', ms=10, label="issue 22's goals: FID 10 at 60 minutes, 5 at 120")
-    ax.set(xlabel='training minutes (idle 2-core CPU)', ylabel=f'FID (N = {a.n:,}, shipped network)', yscale='log')
-    ax.legend(fontsize=6, loc='upper center', bbox_to_anchor=(0.5, -0.12))   # below the axes: the curves stay clear
-    fig.tight_layout(); fig.savefig(RESULTS/'quality_curves.png', dpi=90)
+        if pts: axes[0].plot(*zip(*pts), 'kD--' if eps == COURSE_EPS else 'k^', mfc='w',
+                             label="the course's lesson-15 recipe (6.75 M parameters, noise prediction), "
+                             f"Adam eps {eps:g}{' (the course)' if eps == COURSE_EPS else ''}")
+    floor = next(r['floor'] for r in rows if r['n'] == a.n)
+    titles = f'{ONECYCLE}: one run per point', f'one long run, {INVSQRT}: its snapshots'
+    for ax, title in zip(axes, titles):
+        ax.axhline(floor, color='k', ls=':', lw=1, label='real images against the test set')
+        ax.plot([60, 120], [10, 5], 'r*', ms=10, label="issue 22's goals: FID 10 at 60 minutes, 5 at 120")
+        ax.set(title=title, xlabel='training minutes (idle 2-core CPU)', yscale='log')
+        ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.1))   # below the axes: the curves stay clear
+    axes[0].set_ylabel(f'FID (N = {a.n:,}, shipped network)')
+    s, k, lo, hi = CURVE_SAMPLING
+    fig.suptitle(f'FID against training minutes; samples by {s}, {k} steps, σ in [{lo:g}, {hi:g}]')
+    fig.savefig(RESULTS/'quality_curves.png', dpi=80, bbox_inches='tight')
     print(f"wrote {RESULTS/'quality_curves.json'} ({len(rows)} rows) and {RESULTS/'quality_curves.png'}")
 
 

@@ -135,6 +135,19 @@ def test_quality_curves(tmp_path):
     assert [(r['weights'], r['sigma_max']) for r in rows] == [('raw', 80), ('ema', 80), ('ema', 20)], rows
 
 
+def test_quality_curves_names(monkeypatch):
+    "The plot's panels and colours come from a curve's name: its schedule, and its settings without the schedule."
+    import importlib.util
+    monkeypatch.syspath_prepend(str(BENCH))   # the script imports bench/_common.py as its neighbour
+    spec = importlib.util.spec_from_file_location('quality_curves', BENCH/'quality_curves.py')
+    qc = importlib.util.module_from_spec(spec); spec.loader.exec_module(qc)
+    for curve, sched, setting in (('micro, bs 128, inverse-sqrt lr', qc.INVSQRT, 'micro, bs 128'),
+                                  ('micro, random flips, OneCycle over the budget', qc.ONECYCLE, 'micro, random flips'),
+                                  ('tiny, inverse-sqrt lr (one run, snapshots)', qc.INVSQRT, 'tiny'),   # older rows
+                                  ('micro, OneCycle over the budget (one run per point)', qc.ONECYCLE, 'micro')):
+        assert (qc.schedule(curve), qc.setting(curve)) == (sched, setting), curve
+
+
 def test_throughput_variants(tmp_path):
     "bench/throughput.py times each layout variant and thread count it is given, and names them in its rows."
     out = tmp_path/'tp.json'
