@@ -174,6 +174,7 @@ def series(name: str) -> str:
     c = read_run(RUNS/name).config
     d = RunConfig()
     extra = ((', random flips' if c.flip else '') + (f', bs {c.bs}' if c.bs != d.bs else '')
+             + (f', lr {c.lr:g}' if c.lr != d.lr else '')
              + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)' if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else '')
              + (f', {c.loss_weight} loss weights' if c.loss_weight != d.loss_weight else ''))
     return f"{c.preset}{extra}, {ONECYCLE if c.lr_sched == 'onecycle' else INVSQRT}"
@@ -225,7 +226,7 @@ def report(a):
     panels = {ONECYCLE: axes[0], INVSQRT: axes[1]}
     curves = {r['series'] for r in rows}
     settings = sorted({setting(c) for c in curves})
-    colour = dict(zip(settings, plt.cm.tab10.colors * 2))
+    colour = {s: plt.cm.tab10(i % 10) for i, s in enumerate(settings)}
     lines = sorted({(r['series'], r['weights']) for r in rows   # other samplers and σ ranges: the tables
                     if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING})
     for curve, w in lines:
