@@ -213,27 +213,27 @@ def report(a):
         r['series'] = series(r['name'])
         r['sigma_min'], r['sigma_max'] = sigma_range(r)
     rows += kept
-    for r in rows: r['series'] = f"{setting(r['series'])}, {schedule(r['series'])}"   # older rows: longer names
+    for r in rows:   # a curve's two parts as fields, so readers of the JSON need not parse names (older: longer)
+        r['setting'], r['schedule'] = setting(r['series']), schedule(r['series'])
+        r['series'] = f"{r['setting']}, {r['schedule']}"
     calib = json.loads(CALIB.read_text()) if CALIB.exists() else []
     curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
     lesson15 = sorted((r for p in RESULTS.glob(LESSON15) for r in json.loads(p.read_text())['rows']),
                       key=lambda r: r['minutes'])
-    write_json(RESULTS/'quality_curves.json', dict(rows=rows, lesson15=lesson15, calibration=calib,
-                                                  curve_sampling=curve_sampling,
+    write_json(RESULTS/'quality_curves.json', dict(rows=rows, schedules=[ONECYCLE, INVSQRT], lesson15=lesson15,
+                                                  calibration=calib, curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
     # two panels, one per way of spending a budget; a colour per setting (the same in both), a line style per weights
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True)
-    panels = {ONECYCLE: axes[0], INVSQRT: axes[1]}
-    curves = {r['series'] for r in rows}
-    settings = sorted({setting(c) for c in curves})
-    colour = {s: plt.cm.tab10(i % 10) for i, s in enumerate(settings)}
-    lines = sorted({(r['series'], r['weights']) for r in rows   # other samplers and σ ranges: the tables
-                    if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING})
-    for curve, w in lines:
-        pts = sorted((r['minutes'], r['fid']) for r in rows if (r['series'], r['weights']) == (curve, w)
-                     and r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING)
-        panels[schedule(curve)].plot(*zip(*pts), 'o-' if w == 'ema' else 's--', color=colour[setting(curve)],
-                                     mfc=None if w == 'ema' else 'w', label=f'{setting(curve)}; {w} weights')
+    panels = dict(zip((ONECYCLE, INVSQRT), axes))
+    colour = {s: plt.cm.tab10(i % 10) for i, s in enumerate(sorted({r['setting'] for r in rows}))}
+    scored = [r for r in rows   # other samplers and σ ranges: the tables
+              if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING]
+    for sched, sett, w in sorted({(r['schedule'], r['setting'], r['weights']) for r in scored}):
+        pts = sorted((r['minutes'], r['fid']) for r in scored
+                     if (r['schedule'], r['setting'], r['weights']) == (sched, sett, w))
+        panels[sched].plot(*zip(*pts), 'o-' if w == 'ema' else 's--', color=colour[sett],
+                           mfc=None if w == 'ema' else 'w', label=f'{sett}; {w} weights')
     for eps in sorted({r['adam_eps'] for r in lesson15}):
         pts = [(r['minutes'], r['fid']) for r in lesson15 if r['adam_eps'] == eps and r['n'] == a.n
                and (r['sampler'], r['steps'], r['sigma_min'], r['sigma_max']) == CURVE_SAMPLING]

@@ -136,7 +136,7 @@ def test_quality_curves(tmp_path):
 
 
 def test_quality_curves_names(monkeypatch):
-    "The plot's panels and colours come from a curve's name: its schedule, and its settings without the schedule."
+    "The plot's panels and colours come from a curve's schedule and its settings without it, fields of every row."
     import importlib.util
     monkeypatch.syspath_prepend(str(BENCH))   # the script imports bench/_common.py as its neighbour
     spec = importlib.util.spec_from_file_location('quality_curves', BENCH/'quality_curves.py')
@@ -146,6 +146,10 @@ def test_quality_curves_names(monkeypatch):
                                   ('tiny, inverse-sqrt lr (one run, snapshots)', qc.INVSQRT, 'tiny'),   # older rows
                                   ('micro, OneCycle over the budget (one run per point)', qc.ONECYCLE, 'micro')):
         assert (qc.schedule(curve), qc.setting(curve)) == (sched, setting), curve
+    q = json.loads((BENCH/'results'/'quality_curves.json').read_text())   # `report` writes both parts as fields
+    assert q['schedules'] == [qc.ONECYCLE, qc.INVSQRT]
+    for r in q['rows']:
+        assert r['schedule'] in q['schedules'] and r['series'] == f"{r['setting']}, {r['schedule']}", r['name']
 
 
 def test_throughput_variants(tmp_path):
