@@ -181,6 +181,7 @@ def series(name: str) -> str:
 
 
 ONECYCLE, INVSQRT = 'OneCycle over the budget', 'inverse-sqrt lr'   # the two ways of spending a budget
+SCHEDULES = [ONECYCLE, INVSQRT]   # ... in the order of the plot's panels
 
 
 def schedule(curve: str) -> str:
@@ -220,12 +221,12 @@ def report(a):
     curve_sampling = dict(zip(('sampler', 'steps', 'sigma_min', 'sigma_max'), CURVE_SAMPLING))
     lesson15 = sorted((r for p in RESULTS.glob(LESSON15) for r in json.loads(p.read_text())['rows']),
                       key=lambda r: r['minutes'])
-    write_json(RESULTS/'quality_curves.json', dict(rows=rows, schedules=[ONECYCLE, INVSQRT], lesson15=lesson15,
+    write_json(RESULTS/'quality_curves.json', dict(rows=rows, schedules=SCHEDULES, lesson15=lesson15,
                                                   calibration=calib, curve_sampling=curve_sampling,
                                                   command='python bench/quality_curves.py report'))
     # two panels, one per way of spending a budget; a colour per setting (the same in both), a line style per weights
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True)
-    panels = dict(zip((ONECYCLE, INVSQRT), axes))
+    panels = dict(zip(SCHEDULES, axes))
     colour = {s: plt.cm.tab10(i % 10) for i, s in enumerate(sorted({r['setting'] for r in rows}))}
     scored = [r for r in rows   # other samplers and σ ranges: the tables
               if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING]

@@ -147,7 +147,7 @@ def test_quality_curves_names(monkeypatch):
                                   ('micro, OneCycle over the budget (one run per point)', qc.ONECYCLE, 'micro')):
         assert (qc.schedule(curve), qc.setting(curve)) == (sched, setting), curve
     q = json.loads((BENCH/'results'/'quality_curves.json').read_text())   # `report` writes both parts as fields
-    assert q['schedules'] == [qc.ONECYCLE, qc.INVSQRT]
+    assert q['schedules'] == qc.SCHEDULES == [qc.ONECYCLE, qc.INVSQRT]
     for r in q['rows']:
         assert r['schedule'] in q['schedules'] and r['series'] == f"{r['setting']}, {r['schedule']}", r['name']
 
