@@ -61,13 +61,17 @@ class SnapshotCB(Callback):
         if seen >= self.max: raise CancelFitException()
 
 
+def run_config(a) -> RunConfig:
+    "The settings of a `train` run: inverse-sqrt lr and EMA; it stops at `--max-images`, not after its 1,000 epochs."
+    return RunConfig(preset=a.preset, bs=a.bs, lr=a.lr, lr_sched='invsqrt', warmup=a.warmup, t_ref=a.t_ref, ema=True,
+                     ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, loss_weight=a.loss_weight,
+                     seed=a.seed, epochs=1000)
+
+
 def train(a):
     "One `miniai.recipes` run (inverse-sqrt lr, EMA, optional flips) with snapshots; continues a run that was stopped."
     torch.set_num_threads(a.threads)
-    folder = RUNS/a.name
-    cfg = RunConfig(preset=a.preset, bs=a.bs, lr=a.lr, lr_sched='invsqrt', warmup=a.warmup, t_ref=a.t_ref, ema=True,
-                    ema_power=a.ema_power, flip=a.flip, p_mean=a.p_mean, p_std=a.p_std, loss_weight=a.loss_weight,
-                    seed=a.seed, epochs=1000)
+    folder, cfg = RUNS/a.name, run_config(a)
     snaps = SnapshotCB(folder, a.snap_every, a.max_images, a.bs)
     try: train_run(cfg, folder, resume=(folder/'checkpoint.pt').exists(), progress=False, cbs=[snaps])
     except TrainingStopped as e:   # its own hint names `miniai train --resume`, which would train on without snapshots
@@ -171,12 +175,21 @@ def calibrate(a):
 
 def series(name: str) -> str:
     "The curve a run belongs to: with a one-cycle schedule each run is one point (its schedule fits its budget)."
-    c = read_run(RUNS/name).config
+    return series_of(read_run(RUNS/name).config)
+
+
+TRAIN_SEED = 0   # the seed of `train` runs (inverse-sqrt); `miniai train` runs (one-cycle) default to RunConfig's
+
+
+def series_of(c: RunConfig) -> str:
+    "`series` of a run's settings: what differs from the defaults, then the schedule; a seed only if not its maker's."
     d = RunConfig()
+    seed = TRAIN_SEED if c.lr_sched == 'invsqrt' else d.seed
     extra = ((', random flips' if c.flip else '') + (f', bs {c.bs}' if c.bs != d.bs else '')
              + (f', lr {c.lr:g}' if c.lr != d.lr else '')
              + (f', ln σ ~ N({c.p_mean:g}, {c.p_std:g}²)' if (c.p_mean, c.p_std) != (d.p_mean, d.p_std) else '')
-             + (f', {c.loss_weight} loss weights' if c.loss_weight != d.loss_weight else ''))
+             + (f', {c.loss_weight} loss weights' if c.loss_weight != d.loss_weight else '')
+             + (f', seed {c.seed}' if c.seed != seed else ''))
     return f"{c.preset}{extra}, {ONECYCLE if c.lr_sched == 'onecycle' else INVSQRT}"
 
 
@@ -255,7 +268,7 @@ def report(a):
     print(f"wrote {RESULTS/'quality_curves.json'} ({len(rows)} rows) and {RESULTS/'quality_curves.png'}")
 
 
-def main():
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(required=True)
     t = sub.add_parser('train')
@@ -273,7 +286,7 @@ def main():
     t.add_argument('--snap-every', type=int, default=10_000)
     t.add_argument('--max-images', type=int, default=500_000)
     t.add_argument('--threads', type=int, default=1)
-    t.add_argument('--seed', type=int, default=0)
+    t.add_argument('--seed', type=int, default=TRAIN_SEED)
     t.set_defaults(func=train)
     e = sub.add_parser('eval')
     e.add_argument('--name', help='a run of `train` (runs/quality/NAME)')
@@ -302,6 +315,11 @@ def main():
     r = sub.add_parser('report')
     r.add_argument('--n', type=int, default=2048)
     r.set_defaults(func=report)
+    return p
+
+
+def main():
+    p = parser()
     a = p.parse_args()
     if a.func is evaluate and not (a.name or a.run): p.error('eval: give --name or --run')
     a.func(a)

@@ -147,6 +147,7 @@ RECIPES = {
     'ten_minutes': dict(epochs=3),
     'half_hour': dict(epochs=11, ema=True),
     'one_hour': dict(epochs=22),
+    'two_hours': dict(preset='micro_attn', lr_sched='invsqrt', ema=True, epochs=33),
     'course': dict(objective='ddpm', preset='course', bs=128, lr=4e-3, epochs=5),
 }
 

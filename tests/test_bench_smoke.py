@@ -146,6 +146,16 @@ def test_quality_curves_names(monkeypatch):
                                   ('tiny, inverse-sqrt lr (one run, snapshots)', qc.INVSQRT, 'tiny'),   # older rows
                                   ('micro, OneCycle over the budget (one run per point)', qc.ONECYCLE, 'micro')):
         assert (qc.schedule(curve), qc.setting(curve)) == (sched, setting), curve
+    from miniai.settings import RunConfig   # a second seed of the same settings is a curve of its own
+    for cfg, curve in ((RunConfig(preset='micro_attn', lr_sched='invsqrt', seed=0), 'micro_attn, inverse-sqrt lr'),
+                       (RunConfig(preset='micro_attn', lr_sched='invsqrt', seed=42), 'micro_attn, seed 42, inverse-sqrt lr'),
+                       (RunConfig(epochs=11, ema=True), 'micro, OneCycle over the budget'),
+                       (RunConfig(bs=128, seed=1), 'micro, bs 128, seed 1, OneCycle over the budget')):
+        assert qc.series_of(cfg) == curve, cfg
+    assert qc.setting('micro_attn, seed 42, inverse-sqrt lr') == 'micro_attn, seed 42'
+    from miniai.settings import recipe   # `train --preset micro_attn --seed 42` is the recipe two_hours, with snapshots
+    a = qc.parser().parse_args(['train', '--name', 'x', '--preset', 'micro_attn', '--seed', '42'])
+    assert qc.run_config(a) == recipe('two_hours', epochs=1000)
     q = json.loads((BENCH/'results'/'quality_curves.json').read_text())   # `report` writes both parts as fields
     assert q['schedules'] == qc.SCHEDULES == [qc.ONECYCLE, qc.INVSQRT]
     for r in q['rows']:
