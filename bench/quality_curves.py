@@ -240,7 +240,8 @@ def report(a):
     # two panels, one per way of spending a budget; a colour per setting (the same in both), a line style per weights
     fig, axes = plt.subplots(1, 2, figsize=(12, 6.5), sharey=True)
     panels = dict(zip(SCHEDULES, axes))
-    colour = {s: plt.cm.tab10(i % 10) for i, s in enumerate(sorted({r['setting'] for r in rows}))}
+    settings = sorted({r['setting'] for r in rows})   # tab10's colours, then their light shades
+    colour = {s: plt.cm.tab20(2*i % 20 + i//10 % 2) for i, s in enumerate(settings)}
     scored = [r for r in rows   # other samplers and σ ranges: the tables
               if r['n'] == a.n and (r['sampler'], r['steps'], *sigma_range(r)) == CURVE_SAMPLING]
     for sched, sett, w in sorted({(r['schedule'], r['setting'], r['weights']) for r in scored}):
